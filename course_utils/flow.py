@@ -1,0 +1,140 @@
+"""Flow matching (Lipman et al., 2023; Liu et al., 2023), in the lecture's time direction.
+
+t = 0 is pure noise x0 ~ N(0, I), t = 1 is data x1. The path is x_t = (1 - t) x0 + t x1, its velocity
+v = x1 - x0, and sampling integrates dx/dt = v(x_t, t) from t = 0 to 1 (Euler: x_{t+dt} = x_t + v dt).
+SD3 and Flux run time the other way (t = 1 is noise); only the sign conventions change.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+SCHEDULES = ("uniform", "logit_normal")
+
+
+def _per_sample(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1), broadcastable against x."""
+    return t.view(-1, *([1] * (x.ndim - 1)))
+
+
+def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 - t) x0 + t x1 for t of shape (B,)."""
+    t = _per_sample(t, x1)
+    return (1 - t) * x0 + t * x1
+
+
+def velocity_target(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """The velocity of the straight path from x0 to x1."""
+    return x1 - x0
+
+
+def sample_timesteps(n: int, schedule: str = "uniform", generator: torch.Generator = None,
+                     mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """n training times in (0, 1): uniform, or logit-normal (sigmoid of N(mean, std), SD3's choice)."""
+    if schedule == "uniform":
+        return torch.rand(n, generator=generator)
+    if schedule == "logit_normal":
+        return torch.sigmoid(mean + std * torch.randn(n, generator=generator))
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+
+
+def flow_matching_loss(model, x1: torch.Tensor, cond=None, generator: torch.Generator = None,
+                       schedule: str = "uniform") -> torch.Tensor:
+    """E_t,x0 || model(x_t, t, cond) - (x1 - x0) ||^2 (mean over all elements)."""
+    x0 = torch.randn(x1.shape, generator=generator).to(x1.device)
+    t = sample_timesteps(x1.shape[0], schedule, generator).to(x1.device)
+    return F.mse_loss(model(interpolate(x0, x1, t), t, cond).float(), velocity_target(x0, x1).float())
+
+
+def drop_condition(cond, null_cond, p: float, generator: torch.Generator = None):
+    """Replace each sample's condition by the null condition with probability p (CFG training).
+
+    cond: a tensor (B, ...) or a tuple of such tensors; null_cond: the same structure with batch 1.
+    """
+    if cond is None or p == 0:
+        return cond
+    if null_cond is None:
+        raise ValueError("condition dropout for classifier-free guidance needs a null condition.")
+    first = cond[0] if isinstance(cond, tuple) else cond
+    drop = (torch.rand(first.shape[0], generator=generator) < p).to(first.device)
+
+    def mix(c, n):
+        return torch.where(drop.view(-1, *([1] * (c.ndim - 1))), n.to(c.device).expand_as(c), c)
+
+    if isinstance(cond, tuple):
+        return tuple(mix(c, n) for c, n in zip(cond, null_cond))
+    return mix(cond, null_cond)
+
+
+def guided_velocity(model, x: torch.Tensor, t: torch.Tensor, cond=None, null_cond=None,
+                    cfg_scale: float = 1.0) -> torch.Tensor:
+    """Classifier-free guidance: v_null + s (v_cond - v_null); s = 1 is the plain conditional field."""
+    v = model(x, t, cond)
+    if cfg_scale == 1.0:
+        return v
+    if null_cond is None:
+        raise ValueError(f"cfg_scale={cfg_scale} needs a null condition (null_cond) to guide against.")
+    v_null = model(x, t, _expand(null_cond, x.shape[0]))
+    return v_null + cfg_scale * (v - v_null)
+
+
+def _expand(cond, n: int):
+    if isinstance(cond, tuple):
+        return tuple(c.expand(n, *c.shape[1:]) for c in cond)
+    return cond.expand(n, *cond.shape[1:])
+
+
+@torch.no_grad()
+def euler_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_cond=None,
+                 cfg_scale: float = 1.0, return_trajectory: bool = False):
+    """Integrate from t = 0 (noise) to t = 1 (data) with `steps` Euler steps.
+
+    Returns the final x (B, ...) or, with return_trajectory, a tensor (steps + 1, B, ...) of every x_t.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    x, trajectory = noise, [noise]
+    times = torch.linspace(0, 1, steps + 1, device=noise.device)
+    for t0, t1 in zip(times[:-1], times[1:]):
+        t = t0.expand(x.shape[0])
+        x = x + guided_velocity(model, x, t, cond, null_cond, cfg_scale) * (t1 - t0)
+        trajectory.append(x)
+    return torch.stack(trajectory) if return_trajectory else x
+
+
+@torch.no_grad()
+def heun_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_cond=None,
+                cfg_scale: float = 1.0, return_trajectory: bool = False):
+    """Heun's second-order method: an Euler predictor, then the average of the two slopes (2 calls a step)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    x, trajectory = noise, [noise]
+    times = torch.linspace(0, 1, steps + 1, device=noise.device)
+    for t0, t1 in zip(times[:-1], times[1:]):
+        dt = t1 - t0
+        v0 = guided_velocity(model, x, t0.expand(x.shape[0]), cond, null_cond, cfg_scale)
+        x_pred = x + v0 * dt
+        v1 = guided_velocity(model, x_pred, t1.expand(x.shape[0]), cond, null_cond, cfg_scale)
+        x = x + 0.5 * (v0 + v1) * dt
+        trajectory.append(x)
+    return torch.stack(trajectory) if return_trajectory else x
+
+
+def gaussian_mixture_velocity(x: torch.Tensor, t: torch.Tensor, means: torch.Tensor, stds: torch.Tensor,
+                              weights: torch.Tensor) -> torch.Tensor:
+    """The exact flow-matching velocity E[x1 - x0 | x_t] when x1 is a Gaussian mixture.
+
+    x: (B, D); t: (B,); means: (K, D); stds, weights: (K,). Isotropic components. Used to check the
+    samplers and to show students a field that is known in closed form.
+    """
+    t = t.view(-1, 1, 1)  # (B, 1, 1)
+    mu, s2 = means[None], (stds**2).view(1, -1, 1)  # (1, K, D), (1, K, 1)
+    var = (1 - t) ** 2 + t**2 * s2  # (B, K, 1): variance of x_t within component k
+    diff = x[:, None, :] - t * mu  # (B, K, D)
+    d = x.shape[1]
+    var = var[..., 0]  # (B, K)
+    log_p = torch.log(weights)[None] - 0.5 * (diff**2).sum(-1) / var - 0.5 * d * torch.log(2 * math.pi * var)
+    post = torch.softmax(log_p, dim=1)[..., None]  # (B, K, 1)
+    v_k = mu + (t * s2 - (1 - t)) / var[..., None] * diff  # (B, K, D): E[v | x_t, k]
+    return (post * v_k).sum(1)  # (B, D)

@@ -1,0 +1,108 @@
+"""The latent dataset every lesson trains on: Shapes images encoded once by the VAE, then cached.
+
+A split is built on first use (render, encode, tokenize) and cached in data/cache/ beside a JSON
+manifest that records how it was built and the file's sha256. Files are written atomically; a corrupt,
+partial or stale cache (other VAE, other recipe) is detected on load and rebuilt.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import sha256_file, shipped_sums, write_atomic
+from .config import cache_dir
+from .data import Tokenizer, render_shapes, to_float
+from .vae import VAE_FILE, load_vae
+
+FORMAT_VERSION = 1
+# split -> (number of images, seed, image size); every split mixes the three scene modes
+SPLITS = {
+    "train": (50_000, 1, 32),
+    "val": (5_000, 2, 32),
+}
+MODE_SHARES = {"single": 0.4, "relation": 0.4, "pair": 0.2}
+
+
+@dataclass
+class LatentDataset:
+    """latents (N, 4, h, w) float32 at unit std; ids, mask (N, L) from the Tokenizer; captions; records."""
+
+    latents: torch.Tensor
+    ids: torch.Tensor
+    mask: torch.Tensor
+    captions: list
+    records: list
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+
+def build_latents(n: int, seed: int, size: int = 32, batch_size: int = 500, vae=None) -> LatentDataset:
+    """Render n scenes (40% single, 40% relation, 20% pair), encode them with the VAE, tokenize the captions."""
+    vae = vae or load_vae()
+    parts = []
+    counts = {mode: int(n * share) for mode, share in MODE_SHARES.items()}
+    counts["single"] += n - sum(counts.values())
+    for k, (mode, count) in enumerate(counts.items()):
+        if count:
+            parts.append(render_shapes(count, seed=seed * 10 + k, size=size, mode=mode))
+    images = torch.cat([p.images for p in parts])
+    captions = [c for p in parts for c in p.captions]
+    records = [r for p in parts for r in p.records]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    images = images[order]
+    captions, records = [captions[i] for i in order], [records[i] for i in order]
+    latents = torch.cat([vae.encode(to_float(images[i : i + batch_size]))
+                         for i in tqdm(range(0, n, batch_size), desc="encoding", leave=False)])
+    ids, mask = Tokenizer().encode(captions)
+    return LatentDataset(latents.contiguous(), ids, mask, captions, records)
+
+
+def _paths(split: str) -> tuple:
+    return cache_dir() / f"latents_{split}.pt", cache_dir() / f"latents_{split}.json"
+
+
+def _recipe(split: str) -> dict:
+    n, seed, size = SPLITS[split]
+    return {"format": FORMAT_VERSION, "split": split, "n": n, "seed": seed, "size": size,
+            "modes": MODE_SHARES, "vae_sha256": shipped_sums().get(VAE_FILE)}
+
+
+def cache_status(split: str) -> str:
+    """'ok', or why the cached split cannot be used ('missing', 'stale', 'corrupt')."""
+    data_path, manifest_path = _paths(split)
+    if not data_path.exists() or not manifest_path.exists():
+        return "missing"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        return "corrupt"
+    if manifest.get("recipe") != _recipe(split):
+        return "stale"
+    if sha256_file(data_path) != manifest.get("sha256"):
+        return "corrupt"
+    return "ok"
+
+
+def load_latents(split: str = "train", verbose: bool = True) -> LatentDataset:
+    """The cached latent dataset of a split ("train": 50,000, "val": 5,000), built on first use."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; the splits are {sorted(SPLITS)}.")
+    data_path, manifest_path = _paths(split)
+    status = cache_status(split)
+    if status != "ok":
+        n, seed, size = SPLITS[split]
+        if verbose:
+            print(f"building the {split} latents ({n:,} images; cache {status}) ...", flush=True)
+        start = time.time()
+        ds = build_latents(n, seed, size)
+        write_atomic(data_path, lambda tmp: torch.save(ds.__dict__, tmp))
+        seconds = round(time.time() - start, 1)
+        manifest = {"recipe": _recipe(split), "sha256": sha256_file(data_path), "seconds": seconds}
+        write_atomic(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
+        return ds
+    return LatentDataset(**torch.load(data_path, weights_only=True))

@@ -1,0 +1,197 @@
+"""The tiny VAE: the Stable Diffusion autoencoder in miniature (Rombach et al., 2022).
+
+A KL-regularised convolutional autoencoder that maps images (B, 3, H, W) in [-1, 1] to latents
+(B, 4, H/4, W/4) and back. Diffusion runs in this latent space, 12x smaller than pixel space.
+Latents returned by `encode` are multiplied by `scale_factor` so they have unit std, as in SD.
+"""
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import load_shipped, register_shipped, save_checkpoint
+from .config import DATA_DIR
+from .data import render_shapes, to_float
+
+VAE_FILE = "vae.pt"
+VAE_CONFIG = {"channels": (16, 32, 64), "latent_channels": 4}
+
+
+class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> conv, twice, plus a (1x1 projected) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(8, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2 = nn.GroupNorm(8, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class Encoder(nn.Module):
+    """(B, 3, H, W) -> mean and log-variance, each (B, 4, H/4, W/4)."""
+
+    def __init__(self, channels=(32, 64, 96), latent_channels=4):
+        super().__init__()
+        c0, c1, c2 = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c0, 3, padding=1),
+            ResBlock(c0, c0),
+            nn.Conv2d(c0, c1, 3, stride=2, padding=1),  # H/2
+            ResBlock(c1, c1),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1),  # H/4
+            ResBlock(c2, c2),
+            nn.GroupNorm(8, c2),
+            nn.SiLU(),
+            nn.Conv2d(c2, 2 * latent_channels, 3, padding=1),
+        )
+
+    def forward(self, x):
+        mean, logvar = self.net(x).chunk(2, dim=1)
+        return mean, logvar.clamp(-20, 10)
+
+
+class Decoder(nn.Module):
+    """(B, 4, h, w) -> (B, 3, 4h, 4w)."""
+
+    def __init__(self, channels=(32, 64, 96), latent_channels=4):
+        super().__init__()
+        c0, c1, c2 = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(latent_channels, c2, 3, padding=1),
+            ResBlock(c2, c2),
+            nn.Upsample(scale_factor=2, mode="nearest"),  # 2h
+            nn.Conv2d(c2, c1, 3, padding=1),
+            ResBlock(c1, c1),
+            nn.Upsample(scale_factor=2, mode="nearest"),  # 4h
+            nn.Conv2d(c1, c0, 3, padding=1),
+            ResBlock(c0, c0),
+            nn.GroupNorm(8, c0),
+            nn.SiLU(),
+            nn.Conv2d(c0, 3, 3, padding=1),
+        )
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class VAE(nn.Module):
+    """encode: images (B, 3, H, W) -> scaled latents (B, 4, H/4, W/4); decode: the way back."""
+
+    def __init__(self, channels=(32, 64, 96), latent_channels=4, scale_factor: float = 1.0):
+        super().__init__()
+        self.encoder = Encoder(channels, latent_channels)
+        self.decoder = Decoder(channels, latent_channels)
+        self.register_buffer("scale_factor", torch.tensor(float(scale_factor)))
+
+    def _check(self, images):
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 4 or images.shape[3] % 4:
+            raise ValueError(
+                f"VAE.encode expects images (B, 3, H, W) with H and W multiples of 4, got {tuple(images.shape)}."
+            )
+
+    def posterior(self, images):
+        """Unscaled mean and log-variance of q(z | x)."""
+        self._check(images)
+        return self.encoder(images)
+
+    @torch.no_grad()
+    def encode(self, images, generator: torch.Generator = None, sample: bool = False):
+        """images in [-1, 1] -> latents scaled to unit std (the posterior mean unless sample=True)."""
+        mean, logvar = self.posterior(images)
+        if sample:
+            noise = torch.randn(mean.shape, generator=generator, device="cpu").to(mean.device)
+            mean = mean + (0.5 * logvar).exp() * noise
+        return mean * self.scale_factor
+
+    @torch.no_grad()
+    def decode(self, latents):
+        """Scaled latents (B, 4, h, w) -> images (B, 3, 4h, 4w), clamped to [-1, 1]."""
+        if latents.ndim != 4 or latents.shape[1] != self.decoder.net[0].in_channels:
+            raise ValueError(f"VAE.decode expects latents (B, 4, h, w), got {tuple(latents.shape)}.")
+        return self.decoder(latents / self.scale_factor).clamp(-1, 1)
+
+
+def vae_loss(vae: VAE, images: torch.Tensor, kl_weight: float = 1e-4) -> tuple:
+    """Reconstruction MSE + kl_weight * KL(q(z|x) || N(0, I)) per latent element; returns (loss, mse)."""
+    mean, logvar = vae.posterior(images)
+    z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+    mse = F.mse_loss(vae.decoder(z), images)
+    kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
+    return mse + kl_weight * kl, mse
+
+
+def psnr(images: torch.Tensor, recon: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB for images in [-1, 1] (peak-to-peak 2), over the whole batch."""
+    mse = F.mse_loss(recon.float(), images.float()).item()
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae: VAE, n: int = 1000, size: int = 32, seed: int = 10_000, batch: int = 250) -> float:
+    """PSNR of decode(encode(x)) on n fresh Shapes images (a seed the training never uses)."""
+    images = to_float(render_shapes(n, seed=seed, size=size).images)
+    recon = torch.cat([vae.decode(vae.encode(images[i : i + batch])) for i in range(0, n, batch)])
+    return psnr(images, recon)
+
+
+def load_vae(device="cpu") -> VAE:
+    """The shipped VAE (data/vae.pt), sha256-verified, in eval mode."""
+    ckpt = load_shipped(VAE_FILE)
+    vae = VAE(**ckpt["config"])
+    vae.load_state_dict(ckpt["state_dict"])
+    return vae.eval().to(device)
+
+
+def train_vae(steps: int = 6000, batch_size: int = 32, lr: float = 2e-3, seed: int = 0) -> VAE:
+    """Train the VAE on freshly generated Shapes images (32x32 and 64x64 mixed), then fit its scale."""
+    torch.manual_seed(seed)
+    vae = VAE(**VAE_CONFIG)
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    bar = tqdm(range(steps), desc="vae")
+    for step in bar:
+        size = 64 if step % 4 == 3 else 32  # some 64x64 batches, so borders and room are both seen
+        n = batch_size // 4 if size == 64 else batch_size
+        images = to_float(render_shapes(n, seed=seed * 1_000_003 + step, size=size).images)
+        loss, mse = vae_loss(vae, images)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(psnr=f"{10 * math.log10(4 / mse.item()):.1f}")
+    vae.eval()
+    with torch.no_grad():
+        mean, _ = vae.posterior(to_float(render_shapes(2000, seed=seed + 777).images))
+    vae.scale_factor.fill_(1.0 / mean.std().item())
+    return vae
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Retrain the course VAE and write data/vae.pt.")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    start = time.time()
+    vae = train_vae(steps=args.steps, seed=args.seed)
+    config = {**VAE_CONFIG, "scale_factor": vae.scale_factor.item()}
+    save_checkpoint(DATA_DIR / VAE_FILE, vae.state_dict(), config, step=args.steps)
+    print(f"trained in {time.time() - start:.0f} s; sha256 {register_shipped(VAE_FILE)}")
+    print(f"PSNR 32x32: {reconstruction_psnr(vae, size=32):.2f} dB, 64x64: {reconstruction_psnr(vae, size=64):.2f} dB")
+
+
+if __name__ == "__main__":
+    main()

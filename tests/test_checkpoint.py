@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from course_utils import checkpoint
+from course_utils.checkpoint import load_checkpoint, load_shipped, save_checkpoint, sha256_file, write_atomic
+
+
+def test_save_then_load_round_trips_with_weights_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    digest = save_checkpoint(tmp_path / "m.pt", model.state_dict(), {"width": 3}, step=7)
+    ckpt = load_checkpoint(tmp_path / "m.pt", sha256=digest)
+    assert ckpt["config"] == {"width": 3} and ckpt["step"] == 7
+    assert all(torch.equal(ckpt["state_dict"][k], v) for k, v in model.state_dict().items())
+
+
+def test_interrupted_write_leaves_no_file(tmp_path):
+    def crash(tmp):
+        open(tmp, "wb").write(b"half a file")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "x.pt", crash)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "m.pt"
+    digest = save_checkpoint(path, torch.nn.Linear(2, 2).state_dict(), {})
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(path, sha256=digest)
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(path)  # no checksum given: the truncated pickle still fails clearly
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_shipped_files_match_their_checksums():
+    sums = checkpoint.shipped_sums()
+    assert {"vae.pt", "judge.pt"} <= set(sums)
+    for name, digest in sums.items():
+        assert sha256_file(checkpoint.DATA_DIR / name) == digest, name
+
+
+def test_shipped_files_are_small():
+    for name in checkpoint.shipped_sums():
+        assert (checkpoint.DATA_DIR / name).stat().st_size < 2 * 1024 * 1024, name
+
+
+def test_a_shipped_file_that_was_replaced_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "vae.pt").write_bytes(b"not the vae")
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  vae.pt\n")
+    monkeypatch.setattr(checkpoint, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint, "SUMS_FILE", tmp_path / "SHA256SUMS")
+    with pytest.raises(ValueError, match="corrupt or was replaced"):
+        load_shipped("vae.pt")
+    with pytest.raises(FileNotFoundError, match="not among the shipped files"):
+        load_shipped("unet.pt")

@@ -1,0 +1,59 @@
+import importlib
+
+import pytest
+import torch
+
+from course_utils import config
+
+
+def test_fast_mode_is_on_in_the_test_suite():
+    assert config.FAST is True
+
+
+def test_fast_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "0")
+    assert importlib.reload(config).FAST is False
+    monkeypatch.setenv("COURSE_FAST", "1")
+    assert importlib.reload(config).FAST is True
+
+
+def test_get_device_defaults_to_an_available_device(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    device = config.get_device()
+    assert device.type in ("cuda", "mps", "cpu")
+    if torch.cuda.is_available():
+        assert device.type == "cuda"
+    torch.zeros(1, device=device)
+
+
+def test_course_device_overrides(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert config.get_device() == torch.device("cpu")
+
+
+def test_unknown_device_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="cuda, mps, cpu"):
+        config.get_device()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_unavailable_device_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="cannot use it"):
+        config.get_device()
+
+
+def test_seed_everything_makes_torch_repeatable():
+    gen = config.seed_everything(123)
+    a, a_gen = torch.randn(5), torch.randn(5, generator=gen)
+    gen = config.seed_everything(123)
+    assert torch.equal(a, torch.randn(5))
+    assert torch.equal(a_gen, torch.randn(5, generator=gen))
+
+
+def test_cache_dir_is_created_on_demand_and_git_ignored(tmp_path, monkeypatch):
+    target = tmp_path / "nested" / "cache"
+    monkeypatch.setenv("COURSE_CACHE", str(target))
+    assert config.cache_dir() == target and target.is_dir()
+    assert "data/cache/" in (config.REPO_DIR / ".gitignore").read_text().split()

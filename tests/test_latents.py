@@ -1,0 +1,82 @@
+import json
+
+import pytest
+import torch
+
+from course_utils import latents as latents_mod
+from course_utils.data import Tokenizer
+from course_utils.latents import cache_status, load_latents
+
+
+@pytest.fixture
+def tiny_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (60, 11, 32))
+    return "tiny"
+
+
+def test_build_then_load_from_cache(tiny_split, monkeypatch):
+    assert cache_status(tiny_split) == "missing"
+    built = load_latents(tiny_split, verbose=False)
+    assert built.latents.shape == (60, 4, 8, 8) and built.latents.dtype == torch.float32
+    assert built.ids.shape == built.mask.shape == (60, Tokenizer().max_len)
+    assert Tokenizer().decode(built.ids) == built.captions
+    assert [r["mode"] for r in built.records].count("pair") == 12  # 20% pair scenes
+    assert cache_status(tiny_split) == "ok"
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("a valid cache must not be rebuilt")
+
+    monkeypatch.setattr(latents_mod, "build_latents", no_rebuild)
+    cached = load_latents(tiny_split, verbose=False)
+    assert torch.equal(cached.latents, built.latents) and cached.captions == built.captions
+    assert cached.records == built.records
+
+
+def test_building_is_deterministic(tiny_split):
+    a = latents_mod.build_latents(40, seed=3)
+    b = latents_mod.build_latents(40, seed=3)
+    assert torch.equal(a.latents, b.latents) and a.captions == b.captions
+
+
+def test_corrupt_cache_is_detected_and_rebuilt(tiny_split, tmp_path):
+    good = load_latents(tiny_split, verbose=False)
+    path = tmp_path / f"latents_{tiny_split}.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert cache_status(tiny_split) == "corrupt"
+    assert torch.equal(load_latents(tiny_split, verbose=False).latents, good.latents)
+    assert cache_status(tiny_split) == "ok"
+
+
+def test_stale_cache_is_rebuilt(tiny_split, tmp_path, monkeypatch):
+    load_latents(tiny_split, verbose=False)
+    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (60, 12, 32))  # a new recipe: another seed
+    assert cache_status(tiny_split) == "stale"
+    load_latents(tiny_split, verbose=False)
+    manifest = json.loads((tmp_path / f"latents_{tiny_split}.json").read_text())
+    assert manifest["recipe"]["seed"] == 12 and cache_status(tiny_split) == "ok"
+
+
+def test_interrupted_build_leaves_nothing_that_loads(tiny_split, tmp_path, monkeypatch):
+    def crash(obj, path):
+        open(path, "wb").write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(latents_mod.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        load_latents(tiny_split, verbose=False)
+    assert cache_status(tiny_split) == "missing"
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".pt"]
+
+
+def test_unknown_split_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        load_latents("test")
+
+
+def test_course_splits_have_the_promised_sizes():
+    train, val = load_latents("train"), load_latents("val")
+    assert len(train) == 50_000 and len(val) == 5_000
+    assert abs(train.latents.std().item() - 1) < 0.1

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from course_utils.data import render_shapes, to_float
+from course_utils.metrics import (
+    attribute_accuracy,
+    frechet_distance,
+    load_judge,
+    matches_record,
+    pair_consistency,
+    prompt_adherence,
+    read_scenes,
+)
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return load_judge()
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_judge_reads_every_attribute_of_fresh_images(judge, size):
+    acc = attribute_accuracy(judge, n=400, size=size, seed=777)
+    assert min(acc.values()) >= 0.98, acc
+
+
+def test_real_images_adhere_to_their_own_captions_and_not_to_others(judge):
+    batch = render_shapes(300, seed=4242)
+    assert prompt_adherence(batch.images, batch.records, judge) >= 0.97
+    shuffled = batch.records[1:] + batch.records[:1]
+    assert prompt_adherence(batch.images, shuffled, judge) < 0.1
+
+
+def test_pair_consistency_separates_pairs_from_unrelated_objects(judge):
+    pairs = render_shapes(200, seed=99, mode="pair")
+    relations = render_shapes(200, seed=99, mode="relation")
+    assert pair_consistency(pairs.images, judge) >= 0.97
+    assert pair_consistency(relations.images, judge) < 0.1
+
+
+def test_frechet_distance_is_small_for_real_sets_and_large_for_broken_images(judge):
+    a = render_shapes(500, seed=1).images
+    b = render_shapes(500, seed=2).images
+    broken = to_float(render_shapes(500, seed=3).images).flip(1)  # colours permuted: RGB -> BGR
+    same = frechet_distance(a, b, judge)
+    far = frechet_distance(a, broken, judge)
+    assert abs(frechet_distance(a, a, judge)) < 1e-6
+    assert far > 5 * same
+
+
+def test_matches_record_follows_the_caption_grammar():
+    single = {"mode": "single", "relation": None,
+              "objects": [{"shape": "circle", "colour": "red", "size": "small", "row": 0, "col": 2}]}
+    obj = dict(single["objects"][0])
+    assert matches_record([obj], single)
+    assert not matches_record([{**obj, "col": 1}], single)
+    assert not matches_record([obj, {**obj, "row": 2}], single)  # an extra object is not what was asked
+
+    a = {"shape": "circle", "colour": "red", "size": "large", "row": 0, "col": 0}
+    b = {"shape": "square", "colour": "blue", "size": "small", "row": 2, "col": 1}
+    above = {"mode": "relation", "relation": "above", "objects": [a, b]}
+    assert matches_record([b, a], above)  # order of detection does not matter
+    assert matches_record([{**a, "size": "small"}, b], above)  # sizes are not in relation captions
+    assert not matches_record([{**a, "row": 2}, {**b, "row": 0}], above)
+
+    pair = {"mode": "pair", "relation": None, "objects": [a, {**a, "row": 2, "col": 2}]}
+    assert matches_record([a, {**a, "row": 2, "col": 2}], pair)
+    assert not matches_record([a, {**a, "colour": "green"}], pair)
+
+
+def test_read_scenes_accepts_uint8_and_float_and_rejects_bad_shapes(judge):
+    images = render_shapes(8, seed=5).images
+    a, b = read_scenes(judge, images), read_scenes(judge, to_float(images))
+    assert all(torch.equal(a[k], b[k]) for k in a) and a["present"].shape == (8, 3, 3)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        read_scenes(judge, torch.zeros(2, 4, 8, 8))
