@@ -98,7 +98,7 @@ def _sample_scenes(rng: np.random.Generator, n: int, mode: str) -> list:
     """Draw n scene records. mode 'mixed' gives half single-object and half relation scenes."""
     records = []
     modes = rng.choice(["single", "relation"], size=n) if mode == "mixed" else [mode] * n
-    for m in modes:
+    for m in map(str, modes):
         shape, colour, size = SHAPES[rng.integers(4)], list(COLOURS)[rng.integers(8)], SIZES[rng.integers(2)]
         obj = {"shape": shape, "colour": colour, "size": size}
         if m == "single":

@@ -8,6 +8,7 @@ partial or stale cache (other VAE, other recipe) is detected on load and rebuilt
 import json
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -15,10 +16,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import sha256_file, shipped_sums, write_atomic
 from .config import cache_dir
-from .data import Tokenizer, render_shapes, to_float
+from .data import COLOURS, MODES, RELATIONS, SHAPES, SIZES, Tokenizer, render_shapes, to_float
 from .vae import VAE_FILE, load_vae
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # split -> (number of images, seed, image size); every split mixes the three scene modes
 SPLITS = {
     "train": (50_000, 1, 32),
@@ -27,18 +28,61 @@ SPLITS = {
 MODE_SHARES = {"single": 0.4, "relation": 0.4, "pair": 0.2}
 
 
+_FIELDS = (("shape", SHAPES), ("colour", tuple(COLOURS)), ("size", SIZES))
+
+
+def encode_records(records: list) -> tuple:
+    """Scene records -> (objects (N, 2, 7) float: shape, colour, size ids, row, col, x, y; -1 where there
+    is no second object), (scenes (N, 2) long: mode id, relation id or -1). Tensors load fast."""
+    objects = torch.full((len(records), 2, 7), -1.0)
+    scenes = torch.full((len(records), 2), -1, dtype=torch.long)
+    for i, rec in enumerate(records):
+        scenes[i, 0] = MODES.index(rec["mode"])
+        scenes[i, 1] = RELATIONS.index(rec["relation"]) if rec["relation"] else -1
+        for j, o in enumerate(rec["objects"]):
+            ids = [values.index(o[name]) for name, values in _FIELDS]
+            objects[i, j] = torch.tensor([*ids, o["row"], o["col"], o["x"], o["y"]])
+    return objects, scenes
+
+
+def decode_records(objects: torch.Tensor, scenes: torch.Tensor) -> list:
+    """The inverse of encode_records."""
+    records = []
+    for obj_rows, (mode, relation) in zip(objects.tolist(), scenes.tolist()):
+        objs = [{**{name: values[int(row[k])] for k, (name, values) in enumerate(_FIELDS)},
+                 "row": int(row[3]), "col": int(row[4]), "x": row[5], "y": row[6]}
+                for row in obj_rows if row[0] >= 0]
+        records.append({"mode": MODES[mode], "relation": RELATIONS[relation] if relation >= 0 else None,
+                        "objects": objs})
+    return records
+
+
 @dataclass
 class LatentDataset:
-    """latents (N, 4, h, w) float32 at unit std; ids, mask (N, L) from the Tokenizer; captions; records."""
+    """latents (N, 4, h, w) float32 at unit std; ids, mask (N, L) from the Tokenizer; captions;
+    objects (N, 2, 7) and scenes (N, 2), the attribute records as tensors (`records` decodes them)."""
 
     latents: torch.Tensor
     ids: torch.Tensor
     mask: torch.Tensor
     captions: list
-    records: list
+    objects: torch.Tensor
+    scenes: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.latents)
+
+    @cached_property
+    def records(self) -> list:
+        return decode_records(self.objects, self.scenes)
+
+    def to_file(self) -> dict:
+        fields = {k: getattr(self, k) for k in ("latents", "ids", "mask", "objects", "scenes")}
+        return {**fields, "captions": "\n".join(self.captions)}
+
+    @classmethod
+    def from_file(cls, payload: dict) -> "LatentDataset":
+        return cls(**{**payload, "captions": payload["captions"].split("\n")})
 
 
 def build_latents(n: int, seed: int, size: int = 32, batch_size: int = 500, vae=None) -> LatentDataset:
@@ -59,7 +103,7 @@ def build_latents(n: int, seed: int, size: int = 32, batch_size: int = 500, vae=
     latents = torch.cat([vae.encode(to_float(images[i : i + batch_size]))
                          for i in tqdm(range(0, n, batch_size), desc="encoding", leave=False)])
     ids, mask = Tokenizer().encode(captions)
-    return LatentDataset(latents.contiguous(), ids, mask, captions, records)
+    return LatentDataset(latents.contiguous(), ids, mask, captions, *encode_records(records))
 
 
 def _paths(split: str) -> tuple:
@@ -100,9 +144,9 @@ def load_latents(split: str = "train", verbose: bool = True) -> LatentDataset:
             print(f"building the {split} latents ({n:,} images; cache {status}) ...", flush=True)
         start = time.time()
         ds = build_latents(n, seed, size)
-        write_atomic(data_path, lambda tmp: torch.save(ds.__dict__, tmp))
+        write_atomic(data_path, lambda tmp: torch.save(ds.to_file(), tmp))
         seconds = round(time.time() - start, 1)
         manifest = {"recipe": _recipe(split), "sha256": sha256_file(data_path), "seconds": seconds}
         write_atomic(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
         return ds
-    return LatentDataset(**torch.load(data_path, weights_only=True))
+    return LatentDataset.from_file(torch.load(data_path, weights_only=True))

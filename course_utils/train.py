@@ -117,9 +117,13 @@ def train(model, latents: torch.Tensor, cond=None, *, steps: int, batch_size: in
     return history
 
 
-def save_model(path, model: torch.nn.Module, config: dict, step: int = 0) -> str:
-    """Save a model's state dict with the config that rebuilds it; returns the sha256."""
-    return save_checkpoint(path, model.state_dict(), config, step)
+def save_model(path, model: torch.nn.Module, config: dict, step: int = 0, half: bool = False) -> str:
+    """Save a model's state dict with the config that rebuilds it; returns the sha256.
+
+    half: store floating-point weights as float16 (half the file; loading casts them back to float32).
+    """
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    return save_checkpoint(path, state, config, step)
 
 
 def load_model(path, build, sha256: str = None) -> torch.nn.Module:

@@ -1,0 +1,63 @@
+"""Condition embedders: the diffusion time t and the caption, turned into vectors a denoiser can use.
+
+Timesteps get the sinusoidal features of the Transformer (Vaswani et al., 2017) followed by an MLP, as in
+DDPM and DiT. Captions get word and word-position embeddings; the pooled vector keeps word order (an MLP over
+the whole sequence), so "a red circle above a blue square" and "a blue circle above a red square" differ.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """t (B,) in [0, 1] -> (B, dim) sinusoidal features [cos(w_i * 1000 t), sin(w_i * 1000 t)]."""
+    if dim % 2:
+        raise ValueError(f"the timestep embedding needs an even dim, got {dim}.")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = 1000 * t.float()[:, None] * freqs[None]  # (B, half): t in [0, 1] spans DDPM's 0..1000
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    """t (B,) -> (B, hidden): sinusoidal features, then a two-layer MLP."""
+
+    def __init__(self, hidden: int, frequency_dim: int = 128):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+
+    def forward(self, t):
+        return self.mlp(timestep_embedding(t, self.frequency_dim))
+
+
+class CaptionEmbedder(nn.Module):
+    """Token ids and mask (B, L) -> word tokens (B, L, word_dim) and a pooled caption vector (B, hidden).
+
+    The null caption (all padding, mask all False) maps to a learned `null` vector: the unconditional
+    branch of classifier-free guidance.
+    """
+
+    def __init__(self, vocab_size: int, max_len: int, hidden: int, word_dim: int = 64):
+        super().__init__()
+        self.word = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.position = nn.Parameter(torch.zeros(1, max_len, word_dim))
+        self.pool = nn.Sequential(nn.Linear(max_len * word_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.null = nn.Parameter(torch.zeros(hidden))
+        nn.init.normal_(self.position, std=0.02)
+        nn.init.normal_(self.word.weight, std=0.02)
+
+    def tokens(self, ids, mask):
+        """(B, L) -> (B, L, word_dim); padding positions are zero."""
+        return (self.word(ids) + self.position[:, : ids.shape[1]]) * mask[..., None]
+
+    def forward(self, ids, mask):
+        pooled = self.pool(self.tokens(ids, mask).flatten(1))  # (B, hidden)
+        return torch.where(mask.any(1, keepdim=True), pooled, self.null.expand_as(pooled))
+
+
+def null_caption(max_len: int) -> tuple:
+    """The null caption for classifier-free guidance: ids (1, max_len) of padding and an all-False mask."""
+    return torch.zeros(1, max_len, dtype=torch.long), torch.zeros(1, max_len, dtype=torch.bool)

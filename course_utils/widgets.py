@@ -1,0 +1,136 @@
+"""The interactive explorers: a pure `*_view` function computes what to draw from the slider values,
+a `draw_*` function draws it on one matplotlib figure, and `Explorer` wires sliders to both.
+
+The figure is rendered to PNG into an ipywidgets Image and the numbers into an HTML widget, so an
+explorer behaves the same in JupyterLab, in a headless test and in a real browser.
+"""
+
+import html
+import io
+
+import ipywidgets as widgets
+import matplotlib.patches as mpatches
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .data import render_shapes
+from .receptive_field import build_stack, effective_receptive_field, erf_std, receptive_field_table, stack_layers
+
+
+class Explorer:
+    """Sliders -> view = compute(**values) -> draw(view, figure) -> PNG image, and view["text"] -> HTML.
+
+    controls: {name: ipywidgets control}; `view`, `text` and `image` hold what is shown now.
+    """
+
+    def __init__(self, compute, draw, controls: dict, figsize=(12, 3.8), dpi: int = 80):
+        self.compute, self.draw, self.controls, self.dpi = compute, draw, controls, dpi
+        self.figure = Figure(figsize=figsize)
+        self.image = widgets.Image(format="png")
+        self.text = widgets.HTML()
+        for control in controls.values():
+            control.observe(self.update, names="value")
+        self.widget = widgets.VBox([widgets.HBox(list(controls.values())), self.image, self.text])
+        self.update()
+
+    def update(self, change=None):
+        self.view = self.compute(**{name: c.value for name, c in self.controls.items()})
+        self.figure.clear()
+        self.draw(self.view, self.figure)
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=self.dpi, bbox_inches="tight")
+        self.image.value = buffer.getvalue()
+        self.text.value = f"<pre>{html.escape(self.view['text'])}</pre>"
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _slider(description, value, low, high, step=1):
+    return widgets.IntSlider(value=value, min=low, max=high, step=step, description=description,
+                             continuous_update=False, style={"description_width": "initial"})
+
+
+# ---- lesson 01: receptive fields -------------------------------------------------------------------
+
+
+def receptive_field_view(depth: int, kernel: int = 3, dilation: int = 1, downsample_every: int = 0,
+                         image_size: int = 32, max_depth: int = 16) -> dict:
+    """What the receptive-field explorer shows for these slider values.
+
+    Returns {"rf", "jump", "square": (x0, y0, side) over the image, "erf": (H, W) array, "erf_std",
+    "depths", "rf_plain", "rf_down", "text"}. The effective field is measured on a random linear stack
+    of the same layers (8 channels) at the image's size.
+    """
+    max_pools = int(np.log2(image_size)) - 2  # keep at least a 4x4 map
+    layers = stack_layers(depth, kernel, dilation, downsample_every, max_pools)
+    row = receptive_field_table(layers)[-1]
+    rf, jump = row["rf"], row["jump"]
+    erf = effective_receptive_field(build_stack(layers), (3, image_size, image_size)).numpy()
+    depths = np.arange(1, max_depth + 1)
+    every = downsample_every or 2
+    rf_plain = [receptive_field_table(stack_layers(d, kernel, dilation))[-1]["rf"] for d in depths]
+    rf_down = [receptive_field_table(stack_layers(d, kernel, dilation, every, max_pools))[-1]["rf"] for d in depths]
+    centre = image_size // 2
+    side = min(rf, 4 * image_size)
+    sees = "the whole image" if rf >= image_size else f"{rf}x{rf} of {image_size}x{image_size} pixels"
+    text = (f"depth {depth}, kernel {kernel}, dilation {dilation}, "
+            f"downsample {'every ' + str(downsample_every) + ' layers' if downsample_every else 'never'}\n"
+            f"receptive field: {rf} pixels (jump {jump}); one output unit sees {sees}\n"
+            f"effective receptive field: std {erf_std(torch.from_numpy(erf)):.2f} pixels")
+    return {"rf": rf, "jump": jump, "square": (centre - side / 2, centre - side / 2, side), "erf": erf,
+            "erf_std": erf_std(torch.from_numpy(erf)), "depths": depths, "rf_plain": rf_plain,
+            "rf_down": rf_down, "downsample_every": every, "depth": depth, "layers": layers, "text": text}
+
+
+_RF_IMAGE = None
+
+
+def _rf_background(size: int = 32):
+    global _RF_IMAGE
+    if _RF_IMAGE is None:
+        _RF_IMAGE = render_shapes(1, seed=11, size=size, mode="relation").images[0].permute(1, 2, 0).numpy()
+    return _RF_IMAGE
+
+
+def draw_receptive_field(view: dict, fig: Figure):
+    """(a) the field as a square over a Shapes image, (b) the measured effective field, (c) field vs depth."""
+    ax_img, ax_erf, ax_curve = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    image = _rf_background()
+    ax_img.imshow(image, extent=(0, 32, 32, 0), interpolation="nearest")
+    x0, y0, side = view["square"]
+    ax_img.add_patch(mpatches.Rectangle((x0, y0), side, side, fill=False, edgecolor="white", linewidth=2))
+    ax_img.plot(16, 16, "w+", markersize=10)
+    ax_img.set_xlim(0, 32)
+    ax_img.set_ylim(32, 0)
+    ax_img.set_title(f"(a) receptive field: {view['rf']} px")
+    ax_erf.imshow(view["erf"], cmap="magma")
+    ax_erf.set_title(f"(b) effective field, std {view['erf_std']:.1f} px")
+    for ax in (ax_img, ax_erf):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax_curve.plot(view["depths"], view["rf_plain"], "o-", ms=3, label="plain convs (linear)")
+    ax_curve.plot(view["depths"], view["rf_down"], "s-", ms=3, label=f"pool every {view['downsample_every']}")
+    ax_curve.axhline(32, color="gray", ls="--", lw=1)
+    ax_curve.text(1, 34, "image side (32)", fontsize=8, color="gray")
+    ax_curve.axhline(8, color="gray", ls=":", lw=1)
+    ax_curve.text(1, 9, "latent side (8)", fontsize=8, color="gray")
+    ax_curve.axvline(view["depth"], color="k", lw=1)
+    ax_curve.set_yscale("log", base=2)
+    ax_curve.set_xlabel("depth (conv layers)")
+    ax_curve.set_ylabel("receptive field (px)")
+    ax_curve.set_title("(c) receptive field vs depth")
+    ax_curve.legend(fontsize=8)
+    fig.tight_layout()
+
+
+def receptive_field_explorer(depth: int = 4, kernel: int = 3, dilation: int = 1, downsample_every: int = 0) -> Explorer:
+    """Sliders for depth, kernel size, dilation and 'downsample every N layers' (0 = never)."""
+    controls = {
+        "depth": _slider("depth", depth, 1, 16),
+        "kernel": _slider("kernel", kernel, 1, 7, step=2),
+        "dilation": _slider("dilation", dilation, 1, 4),
+        "downsample_every": _slider("downsample every", downsample_every, 0, 4),
+    }
+    return Explorer(receptive_field_view, draw_receptive_field, controls)

@@ -1,0 +1,55 @@
+"""Time the pieces students wait on: data generation, the latent cache, the VAE and the judge.
+
+    python scripts/benchmark.py            # prints one line per measurement
+"""
+
+import shutil
+import tempfile
+import time
+
+import torch
+
+from course_utils.data import render_shapes, to_float
+from course_utils.latents import load_latents
+from course_utils.metrics import attribute_accuracy, load_judge, read_scenes
+from course_utils.vae import load_vae, reconstruction_psnr
+
+
+def timed(label, fn, repeat=1):
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    print(f"{label:<48} {best:8.2f} s", flush=True)
+    return out
+
+
+def main():
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    torch.set_num_threads(1)
+    timed("render 50,000 images at 32x32 (1 thread)", lambda: render_shapes(50_000, seed=0))
+    torch.set_num_threads(2)
+    vae, judge = load_vae(), load_judge()
+    images = to_float(render_shapes(5000, seed=1).images)
+    timed("VAE encode 5,000 images", lambda: torch.cat([vae.encode(images[i:i + 500]) for i in range(0, 5000, 500)]))
+    timed("judge reads 5,000 images", lambda: read_scenes(judge, images))
+    print(f"VAE PSNR on 1,000 fresh images: 32x32 {reconstruction_psnr(vae, size=32):.2f} dB, "
+          f"64x64 {reconstruction_psnr(vae, size=64):.2f} dB")
+    for size in (32, 64):
+        acc = attribute_accuracy(judge, n=1000, size=size)
+        print(f"judge accuracy at {size}x{size}: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
+
+    import os
+
+    cache = tempfile.mkdtemp()
+    os.environ["COURSE_CACHE"] = cache
+    try:
+        timed("build train + val latent cache (55,000)", lambda: (load_latents("train"), load_latents("val")))
+        timed("load train latent cache (50,000)", lambda: load_latents("train"), repeat=3)
+    finally:
+        shutil.rmtree(cache)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Real-browser harness for widget notebooks: a throwaway JupyterLab server driven by headless Chromium.
+
+`jupyter_lab_page` runs every cell of a notebook and hands the playwright page to the test.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+from playwright.sync_api import Locator, Page, expect, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000
+
+
+def _free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_server(server: subprocess.Popen, url: str, log: Path, timeout: float = 60) -> None:
+    """Return once `url` answers HTTP; fail with the server log if it exits or stays silent for `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            break
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"JupyterLab did not answer on {url} (exit code {server.poll()}); log:\n{log.read_text()}")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop the server (it shuts its kernels down on SIGTERM), then kill whatever of its process tree is left."""
+    if server.poll() is not None:
+        return
+    tree = psutil.Process(server.pid).children(recursive=True)  # kernels run in sessions of their own
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    for proc in psutil.wait_procs(tree, timeout=5)[1]:
+        proc.kill()
+
+
+def _start_lab(home: Path) -> tuple[subprocess.Popen, int]:
+    """Start JupyterLab on a free port, serving `home`/lab, with its config, data and runtime dirs in `home`."""
+    port, root, log = _free_port(), home / "lab", home / "jupyter.log"
+    dirs = {"JUPYTER_CONFIG_DIR": "config", "JUPYTER_DATA_DIR": "data", "JUPYTER_RUNTIME_DIR": "runtime",
+            "IPYTHONDIR": "ipython"}
+    env = {**os.environ, **{var: str(home / name) for var, name in dirs.items()}}
+    news = home / "config/lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no "get notified about Jupyter news?" toast over the page
+    # sys.executable runs the server; the venv's python3 kernelspec starts "python", which jupyter_client
+    # replaces by sys.executable, so the kernel runs in this venv too.
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+           "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
+           "--IdentityProvider.token=", "--PasswordIdentityProvider.hashed_password=",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    with log.open("w") as out:
+        server = subprocess.Popen(cmd, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_server(server, f"http://127.0.0.1:{port}/api", log)
+    except BaseException:
+        _stop(server)
+        raise
+    return server, port
+
+
+def run_all_cells(page: Page) -> None:
+    """Run every cell through the menu Run > Run All Cells, once the kernel is connected and idle."""
+    # The status bar reads "No Kernel | Initializing", then e.g. "Python 3 (ipykernel) | Idle"; the toolbar's
+    # execution indicator already says idle before any kernel exists, and Run All then asks to select a kernel.
+    kernel_idle = re.compile(r"^(?!No Kernel).+ \| Idle$")
+    page.locator(".jp-StatusBar-TextItem", has_text=kernel_idle).wait_for(timeout=TIMEOUT_MS)
+    page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+@contextmanager
+def jupyter_lab_page(notebook: Path, tmp_path: Path, name: str | None = None) -> Iterator[Page]:
+    """Open a copy of `notebook` in JupyterLab in headless Chromium, run all cells and yield the page.
+
+    On exit a screenshot goes to test-artifacts/<name>.png (default: the notebook's stem), then the
+    browser, the server and its kernels are stopped, even when the test failed.
+    """
+    if not CHROMIUM.exists():
+        pytest.skip("chromium not installed: apt-get install chromium")
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(notebook, root / notebook.name)
+    server, port = _start_lab(tmp_path)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            try:
+                page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook.name}")
+                run_all_cells(page)
+                yield page
+            finally:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=ARTIFACTS / f"{name or notebook.stem}.png", full_page=True)
+                browser.close()
+    finally:
+        _stop(server)
+
+
+def slider(page: Page, label: str) -> Locator:
+    """Wait for the ipywidgets slider whose description is exactly `label` and return its locator."""
+    description = page.locator(".widget-label", has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+    found = page.locator(".widget-slider", has=description)
+    found.wait_for(timeout=TIMEOUT_MS)
+    return found
+
+
+def set_slider(page: Page, label: str, value: float) -> None:
+    """Set the slider labelled `label` to `value` by typing into its editable readout and pressing Enter."""
+    readout = slider(page, label).locator(".widget-readout")
+    readout.fill(str(value))
+    readout.press("Enter")
+
+
+def widget_text(page: Page, css: str = ".widget-html", index: int = 0) -> Locator:
+    """The `index`-th widget matching `css` (default: HTML widgets, where explorers print their numbers)."""
+    return page.locator(css).nth(index)

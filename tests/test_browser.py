@@ -1,0 +1,27 @@
+"""Explorers in a real browser: JupyterLab runs the lesson notebook, Chromium moves a slider, and the
+printed numbers and the figure must update. Screenshots land in test-artifacts/."""
+
+from pathlib import Path
+
+import pytest
+from browser import TIMEOUT_MS, jupyter_lab_page, set_slider, slider, widget_text
+from playwright.sync_api import expect
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.mark.browser
+def test_receptive_field_explorer_responds_in_the_browser(tmp_path):
+    with jupyter_lab_page(NOTEBOOKS / "01_receptive_fields.ipynb", tmp_path) as page:
+        slider(page, "depth")
+        text = widget_text(page)
+        expect(text).to_contain_text("receptive field: 9 pixels", timeout=TIMEOUT_MS * 3)
+        image = page.locator("img.widget-image").first
+        before = image.get_attribute("src")
+
+        set_slider(page, "depth", 6)
+        expect(text).to_contain_text("receptive field: 13 pixels", timeout=TIMEOUT_MS)
+        expect(image).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
+
+        set_slider(page, "downsample every", 2)
+        expect(text).to_contain_text("downsample every 2 layers", timeout=TIMEOUT_MS)
