@@ -6,4 +6,3 @@ The notebook kernels that nbval starts inherit this environment, so they run FAS
 import os
 
 os.environ.setdefault("COURSE_FAST", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")

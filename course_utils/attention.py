@@ -29,3 +29,44 @@ class Attention(nn.Module):
         mask = None if context_mask is None else context_mask[:, None, None, :]  # (B, 1, 1, M)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+
+
+class Mlp(nn.Module):
+    """Two linear layers with a GELU between: (B, N, D) -> (B, N, D), hidden width mlp_ratio * D."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class ViTBlock(nn.Module):
+    """The pre-norm transformer block of ViT: x + attn(norm(x)), then x + mlp(norm(x)). (B, N, D) -> (B, N, D)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, mlp_ratio)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))  # every token attends to every token
+        return x + self.mlp(self.norm2(x))  # each token on its own
+
+
+def block_macs(tokens: int, dim: int, mlp_ratio: float = 4.0, context: int = 0) -> int:
+    """Multiply-accumulates of one transformer block on one sample (what the DiT paper calls flops).
+
+    q, k, v and output projections 4 N D^2; scores and weighted sum 2 N^2 D; MLP 2 r N D^2.
+    With `context` tokens, a cross-attention layer adds 2 N D^2 + 2 M D^2 + 2 N M D.
+    """
+    n, d = tokens, dim
+    macs = 4 * n * d * d + 2 * n * n * d + int(2 * mlp_ratio * n * d * d)
+    if context:
+        macs += 2 * n * d * d + 2 * context * d * d + 2 * n * context * d
+    return macs

@@ -28,7 +28,7 @@ class Judge(nn.Module):
     """images (B, 3, H, W) in [-1, 1] -> dense predictions at stride 4.
 
     forward returns {"objectness": (B, H/4, W/4) logits, "shape": (B, 4, H/4, W/4), "colour": (B, 8, ...),
-    "size": (B, 2, ...)} ; features(images) -> (B, 2 * 2 * width) pooled features for the Frechet distance.
+    "size": (B, 2, ...)}; features(images) -> (B, 2 * width) mean-pooled features for the Frechet distance.
     """
 
     def __init__(self, width: int = 48):
@@ -51,8 +51,7 @@ class Judge(nn.Module):
 
     @torch.no_grad()
     def features(self, images):
-        h = self.backbone(images)  # (B, 2w, H/4, W/4)
-        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], dim=1)  # (B, 4w)
+        return self.backbone(images).mean((2, 3))  # (B, 2w)
 
 
 def _targets(records: list, size: int) -> dict:

@@ -69,7 +69,8 @@ def layers_from_module(module: nn.Module) -> list:
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
             dilation = _pair(getattr(m, "dilation", 1))
-            layers.append(Layer(kind, _pair(m.kernel_size), _pair(m.stride or m.kernel_size), dilation, _pair(m.padding)))
+            stride = _pair(m.stride or m.kernel_size)
+            layers.append(Layer(kind, _pair(m.kernel_size), stride, dilation, _pair(m.padding)))
         elif not isinstance(m, _ELEMENTWISE):
             raise ValueError(f"cannot compute the receptive field through {type(m).__name__}; "
                              "supported: Conv2d, MaxPool2d, AvgPool2d and elementwise layers.")

@@ -5,6 +5,7 @@ The figure is rendered to PNG into an ipywidgets Image and the numbers into an H
 explorer behaves the same in JupyterLab, in a headless test and in a real browser.
 """
 
+import functools
 import html
 import io
 
@@ -14,8 +15,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .data import render_shapes
+from .attention import block_macs
+from .data import render_shapes, to_float
+from .patchify import patchify
 from .receptive_field import build_stack, effective_receptive_field, erf_std, receptive_field_table, stack_layers
+from .vae import load_vae
 
 
 class Explorer:
@@ -84,14 +88,9 @@ def receptive_field_view(depth: int, kernel: int = 3, dilation: int = 1, downsam
             "rf_down": rf_down, "downsample_every": every, "depth": depth, "layers": layers, "text": text}
 
 
-_RF_IMAGE = None
-
-
+@functools.lru_cache(maxsize=1)
 def _rf_background(size: int = 32):
-    global _RF_IMAGE
-    if _RF_IMAGE is None:
-        _RF_IMAGE = render_shapes(1, seed=11, size=size, mode="relation").images[0].permute(1, 2, 0).numpy()
-    return _RF_IMAGE
+    return render_shapes(1, seed=11, size=size, mode="relation").images[0].permute(1, 2, 0).numpy()
 
 
 def draw_receptive_field(view: dict, fig: Figure):
@@ -134,3 +133,72 @@ def receptive_field_explorer(depth: int = 4, kernel: int = 3, dilation: int = 1,
         "downsample_every": _slider("downsample every", downsample_every, 0, 4),
     }
     return Explorer(receptive_field_view, draw_receptive_field, controls)
+
+
+# ---- lesson 03: patches and tokens ------------------------------------------------------------------
+
+DIT_S = {"depth": 12, "dim": 384, "heads": 6}  # the DiT paper's S models
+
+
+@functools.lru_cache(maxsize=2)
+def _example_latent(image_size: int) -> tuple:
+    """A fixed Shapes image (H, W, 3) uint8 and its VAE latent (1, 4, H/4, W/4)."""
+    scene = render_shapes(1, seed=21, size=image_size, mode="relation")
+    return scene.images[0].permute(1, 2, 0).numpy(), load_vae().encode(to_float(scene.images))
+
+
+def patch_view(patch_size: int, image_size: int = 32) -> dict:
+    """What the patch explorer shows: the latent of a Shapes image cut into patch_size x patch_size patches.
+
+    Returns {"image" (H, W, 3), "latent" (4, h, w), "tokens" (N, p*p*4), "grid" (patches per side), "n_tokens",
+    "attention_entries", "gflops" (DiT-S-like stack of 12 blocks, multiply-accumulates), "text"}.
+    """
+    image, latent = _example_latent(image_size)  # (H, W, 3), (1, 4, h, w)
+    tokens = patchify(latent, patch_size)[0]  # (N, p*p*4)
+    n, grid = tokens.shape[0], latent.shape[-1] // patch_size
+    gflops = DIT_S["depth"] * block_macs(n, DIT_S["dim"]) / 1e9
+    side = latent.shape[-1]
+    text = (f"image {image_size}x{image_size} -> latent 4x{side}x{side}; patch {patch_size}x{patch_size} "
+            f"(covers {4 * patch_size}x{4 * patch_size} image pixels)\n"
+            f"tokens: {grid}x{grid} = {n}, each of {tokens.shape[1]} numbers\n"
+            f"attention matrix: {n}x{n} = {n * n:,} entries per head\n"
+            f"DiT-S-like stack (12 blocks, width 384): {gflops:.3f} Gflops per image")
+    return {"image": image, "latent": latent[0].numpy(), "tokens": tokens.numpy(),
+            "grid": grid, "patch_size": patch_size, "n_tokens": n, "attention_entries": n * n, "gflops": gflops,
+            "text": text}
+
+
+def draw_patches(view: dict, fig: Figure):
+    """(a) the patch grid over the image, (b) over the latent (channel 0), (c) the token sequence."""
+    ax_img, ax_lat, ax_tok = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.6]})
+    size, lsize, g = view["image"].shape[0], view["latent"].shape[-1], view["grid"]
+    ax_img.imshow(view["image"], extent=(0, size, size, 0), interpolation="nearest")
+    ax_lat.imshow(view["latent"][0], extent=(0, lsize, lsize, 0), cmap="RdBu_r", interpolation="nearest")
+    for ax, side in ((ax_img, size), (ax_lat, lsize)):
+        for k in range(1, g):
+            ax.axhline(k * side / g, color="white" if ax is ax_img else "k", lw=1)
+            ax.axvline(k * side / g, color="white" if ax is ax_img else "k", lw=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if g <= 8:
+        for k in range(g * g):
+            r, c = divmod(k, g)
+            ax_lat.text((c + 0.5) * lsize / g, (r + 0.5) * lsize / g, str(k), ha="center", va="center", fontsize=7)
+    ax_img.set_title(f"(a) image, {g}x{g} patches")
+    ax_lat.set_title("(b) latent channel 0, token ids")
+    ax_tok.imshow(view["tokens"], aspect="auto", cmap="RdBu_r", interpolation="nearest")
+    ax_tok.set_xlabel("features (patch row, patch column, channel)")
+    ax_tok.set_ylabel("token (row-major)")
+    ax_tok.set_title(f"(c) {view['n_tokens']} tokens x {view['tokens'].shape[1]} features")
+    fig.tight_layout()
+
+
+def patch_explorer(patch_size: int = 2, image_size: int = 32) -> Explorer:
+    """Sliders for the patch size (divisors of the latent side) and the image size."""
+    controls = {
+        "patch_size": widgets.SelectionSlider(options=[1, 2, 4, 8], value=patch_size, description="patch size",
+                                              continuous_update=False),
+        "image_size": widgets.SelectionSlider(options=[32, 64], value=image_size, description="image size",
+                                              continuous_update=False),
+    }
+    return Explorer(patch_view, draw_patches, controls)

@@ -25,3 +25,18 @@ def test_receptive_field_explorer_responds_in_the_browser(tmp_path):
 
         set_slider(page, "downsample every", 2)
         expect(text).to_contain_text("downsample every 2 layers", timeout=TIMEOUT_MS)
+
+
+@pytest.mark.browser
+def test_patch_explorer_responds_in_the_browser(tmp_path):
+    with jupyter_lab_page(NOTEBOOKS / "03_patchify_vit.ipynb", tmp_path) as page:
+        handle = slider(page, "patch size").locator(".noUi-handle")
+        text = widget_text(page)
+        expect(text).to_contain_text("tokens: 4x4 = 16", timeout=TIMEOUT_MS * 3)
+        image = page.locator("img.widget-image").first
+        before = image.get_attribute("src")
+
+        handle.focus()
+        handle.press("ArrowRight")  # patch size 2 -> 4
+        expect(text).to_contain_text("tokens: 2x2 = 4", timeout=TIMEOUT_MS)
+        expect(image).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from course_utils.data import render_shapes, to_float
 from course_utils.metrics import (
@@ -38,13 +39,13 @@ def test_pair_consistency_separates_pairs_from_unrelated_objects(judge):
     assert pair_consistency(relations.images, judge) < 0.1
 
 
-def test_frechet_distance_is_small_for_real_sets_and_large_for_broken_images(judge):
+def test_frechet_distance_is_small_for_real_sets_and_large_for_blurred_images(judge):
     a = render_shapes(500, seed=1).images
     b = render_shapes(500, seed=2).images
-    broken = to_float(render_shapes(500, seed=3).images).flip(1)  # colours permuted: RGB -> BGR
+    blurred = F.interpolate(F.avg_pool2d(to_float(render_shapes(500, seed=3).images), 2), scale_factor=2)
     same = frechet_distance(a, b, judge)
-    far = frechet_distance(a, broken, judge)
-    assert abs(frechet_distance(a, a, judge)) < 1e-6
+    far = frechet_distance(a, blurred, judge)
+    assert abs(frechet_distance(a, a, judge)) < 1e-3 * same
     assert far > 5 * same
 
 

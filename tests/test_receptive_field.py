@@ -6,8 +6,8 @@ import torch.nn as nn
 
 from course_utils.receptive_field import (
     Layer,
-    conv,
     build_stack,
+    conv,
     effective_receptive_field,
     erf_std,
     layers_from_module,
@@ -60,14 +60,14 @@ def to_module(layers):
 def test_build_stack_matches_its_specs():
     layers = stack_layers(6, kernel=5, dilation=2, downsample_every=2)
     assert layers_from_module(build_stack(layers, nonlinear=True)) == layers
-    assert [l.kind for l in layers].count("avgpool") == 2  # none after the last conv
-    assert [l.kind for l in stack_layers(9, downsample_every=1, max_pools=3)].count("avgpool") == 3
+    assert [layer.kind for layer in layers].count("avgpool") == 2  # none after the last conv
+    assert [layer.kind for layer in stack_layers(9, downsample_every=1, max_pools=3)].count("avgpool") == 3
 
 
 @pytest.mark.parametrize("name", list(STACKS))
 def test_gradient_support_of_a_positive_linear_stack_equals_the_analytic_field(name):
     layers = STACKS[name]
-    expected = closed_form_rf([l.effective_kernel for l in layers], [l.stride for l in layers])
+    expected = closed_form_rf([layer.effective_kernel for layer in layers], [layer.stride for layer in layers])
     assert receptive_field(layers) == expected
     model = to_module(layers).double()
     grad = effective_receptive_field(model, (1, 65, 65), input=torch.ones(1, 65, 65, dtype=torch.float64))

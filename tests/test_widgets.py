@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
 from course_utils.receptive_field import receptive_field
-from course_utils.widgets import receptive_field_explorer, receptive_field_view
+from course_utils.widgets import patch_explorer, patch_view, receptive_field_explorer, receptive_field_view
 
 
 def test_receptive_field_view_numbers():
@@ -51,3 +52,33 @@ def test_explorer_sliders_have_the_documented_ranges():
     assert set(controls) == {"depth", "kernel", "dilation", "downsample_every"}
     assert (controls["depth"].min, controls["depth"].max) == (1, 16)
     assert controls["kernel"].step == 2 and all(not c.continuous_update for c in controls.values())
+
+
+def test_patch_view_numbers():
+    from course_utils.attention import block_macs
+
+    view = patch_view(patch_size=2)
+    assert view["n_tokens"] == 16 and view["tokens"].shape == (16, 16) and view["grid"] == 4
+    assert view["attention_entries"] == 256
+    assert view["gflops"] == pytest.approx(12 * block_macs(16, 384) / 1e9)
+    assert "tokens: 4x4 = 16" in view["text"] and "256 entries" in view["text"]
+    big = patch_view(patch_size=2, image_size=64)
+    assert big["n_tokens"] == 64 and big["gflops"] > 4 * view["gflops"]
+
+
+def test_patch_view_tokens_are_the_patchified_latent():
+    from course_utils.patchify import unpatchify
+
+    view = patch_view(patch_size=4)
+    latent = unpatchify(torch.from_numpy(view["tokens"])[None], 4, 2, 2, 4)[0]
+    assert torch.equal(latent, torch.from_numpy(view["latent"]))
+
+
+def test_patch_explorer_redraws_when_the_patch_size_moves():
+    explorer = patch_explorer(patch_size=2)
+    first = explorer.image.value
+    explorer.controls["patch_size"].value = 1
+    assert "tokens: 8x8 = 64" in explorer.text.value and explorer.image.value != first
+    assert explorer.figure.axes[2].get_title() == "(c) 64 tokens x 4 features"
+    assert len(explorer.figure.axes[0].lines) == 2 * 7  # 7 horizontal and 7 vertical grid lines
+    assert list(explorer.controls["patch_size"].options) == [1, 2, 4, 8]

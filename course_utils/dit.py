@@ -1,0 +1,134 @@
+"""The Diffusion Transformer (Peebles & Xie, 2023) on latents, with the paper's four ways to inject
+the condition: in-context tokens, cross-attention, adaLN, and adaLN-Zero.
+
+Patchify -> tokens + position -> blocks conditioned on c = time + caption -> final adaptive layer -> unpatchify.
+"""
+
+import torch
+import torch.nn as nn
+
+from .adaln import AdaLN, AdaLNBlock
+from .attention import Attention, Mlp, ViTBlock, block_macs
+from .data import Tokenizer
+from .embeddings import CaptionEmbedder, TimestepEmbedder, null_caption
+from .patchify import PatchEmbed, sincos_pos_embed_2d, unpatchify
+
+CONDITIONINGS = ("in_context", "cross_attention", "adaln", "adaln_zero")
+
+
+class CrossAttentionBlock(nn.Module):
+    """ViT block with a cross-attention layer to the condition tokens between self-attention and the MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm2, self.cross = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm3, self.mlp = nn.LayerNorm(dim), Mlp(dim, mlp_ratio)
+
+    def forward(self, x, context, context_mask):
+        x = x + self.attn(self.norm1(x))  # (B, N, D)
+        x = x + self.cross(self.norm2(x), context, context_mask)  # queries: patches; keys, values: condition
+        return x + self.mlp(self.norm3(x))
+
+
+class DiT(nn.Module):
+    """A caption-conditional DiT on the course contract model(x_t, t, (ids, mask)) -> v.
+
+    conditioning: "in_context" (time and caption word tokens appended to the sequence), "cross_attention"
+    (patches attend to time + caption tokens in every block), "adaln" or "adaln_zero" (c = time + pooled
+    caption modulates every block).
+    """
+
+    def __init__(self, conditioning: str = "adaln_zero", input_size: int = 8, patch_size: int = 2,
+                 in_channels: int = 4, dim: int = 128, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
+                 max_len: int = 12, vocab_size: int = None):
+        super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}.")
+        self.config = {"conditioning": conditioning, "input_size": input_size, "patch_size": patch_size,
+                       "in_channels": in_channels, "dim": dim, "depth": depth, "heads": heads,
+                       "mlp_ratio": mlp_ratio, "max_len": max_len, "vocab_size": vocab_size}
+        self.conditioning, self.patch_size, self.in_channels = conditioning, patch_size, in_channels
+        self.max_len = max_len
+        self.x_embedder = PatchEmbed(patch_size, in_channels, dim)
+        grid = input_size // patch_size
+        self.register_buffer("pos_embed", sincos_pos_embed_2d(dim, grid, grid), persistent=False)
+        self.t_embedder = TimestepEmbedder(dim)
+        self.c_embedder = CaptionEmbedder(vocab_size or len(Tokenizer()), max_len, dim)
+        self.word_proj = nn.Linear(self.c_embedder.word.embedding_dim, dim)  # word tokens for in-context / cross-attn
+        if conditioning in ("adaln", "adaln_zero"):
+            gated = conditioning == "adaln_zero"
+            self.blocks = nn.ModuleList([AdaLNBlock(dim, heads, dim, gated, mlp_ratio) for _ in range(depth)])
+        elif conditioning == "cross_attention":
+            self.blocks = nn.ModuleList([CrossAttentionBlock(dim, heads, mlp_ratio) for _ in range(depth)])
+        else:
+            self.blocks = nn.ModuleList([ViTBlock(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.final_norm = AdaLN(dim, dim)
+        self.final_linear = nn.Linear(dim, patch_size * patch_size * in_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        # Zero-out the output layer: the untrained DiT predicts v = 0.
+        nn.init.zeros_(self.final_linear.weight)
+        nn.init.zeros_(self.final_linear.bias)
+        nn.init.zeros_(self.final_norm.modulation[-1].weight)
+        nn.init.zeros_(self.final_norm.modulation[-1].bias)
+        if self.conditioning == "adaln_zero":
+            # Zero-out adaLN modulation layers: every gate is 0, so every block starts as the identity.
+            for block in self.blocks:
+                nn.init.zeros_(block.modulation.weight)
+                nn.init.zeros_(block.modulation.bias)
+
+    def null_condition(self) -> tuple:
+        return null_caption(self.max_len)
+
+    def condition_tokens(self, t, ids, mask):
+        """The time token and the caption's word tokens: (B, 1 + L, D) and their mask (B, 1 + L)."""
+        words = self.word_proj(self.c_embedder.tokens(ids, mask))  # (B, L, D)
+        tokens = torch.cat([self.t_embedder(t)[:, None], words], dim=1)
+        return tokens, torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+
+    def forward(self, x, t, cond):
+        """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
+        b, c, h, w = x.shape
+        p = self.patch_size
+        grid = int(self.pos_embed.shape[0] ** 0.5)
+        if c != self.in_channels or h != grid * p or w != grid * p:
+            raise ValueError(f"this DiT takes latents ({self.in_channels}, {grid * p}, {grid * p}), "
+                             f"got {tuple(x.shape[1:])}.")
+        ids, mask = cond
+        tokens = self.x_embedder(x) + self.pos_embed  # (B, N, D)
+        c_vec = self.t_embedder(t) + self.c_embedder(ids, mask)  # (B, D)
+        if self.conditioning in ("adaln", "adaln_zero"):
+            for block in self.blocks:
+                tokens = block(tokens, c_vec)
+        elif self.conditioning == "cross_attention":
+            context, context_mask = self.condition_tokens(t, ids, mask)
+            for block in self.blocks:
+                tokens = block(tokens, context, context_mask)
+        else:
+            context, context_mask = self.condition_tokens(t, ids, mask)
+            n = tokens.shape[1]
+            seq = torch.cat([tokens, context * context_mask[..., None]], dim=1)  # (B, N + 1 + L, D)
+            for block in self.blocks:
+                seq = block(seq)
+            tokens = seq[:, :n]  # drop the condition tokens
+        out = self.final_linear(self.final_norm(tokens, c_vec))  # (B, N, p*p*C)
+        return unpatchify(out, p, h // p, w // p, c)  # (B, C, H, W)
+
+    def gflops(self) -> float:
+        """Multiply-accumulates per image of the transformer blocks, in billions (the DiT paper's Gflops)."""
+        n = self.pos_embed.shape[0]
+        dim, ratio = self.config["dim"], self.config["mlp_ratio"]
+        if self.conditioning == "in_context":
+            n += 1 + self.max_len
+        context = 1 + self.max_len if self.conditioning == "cross_attention" else 0
+        per_block = block_macs(n, dim, ratio, context)
+        if self.conditioning in ("adaln", "adaln_zero"):
+            per_block += dim * self.blocks[0].modulation.out_features
+        return len(self.blocks) * per_block / 1e9
+
+
+def dit_tiny(conditioning: str = "adaln_zero", **overrides) -> DiT:
+    """The lesson's DiT: width 128, depth 4, 4 heads, patch 2 on 8x8 latents (16 tokens)."""
+    return DiT(conditioning, **{"dim": 128, "depth": 4, "heads": 4, "patch_size": 2, **overrides})
