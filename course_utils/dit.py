@@ -132,3 +132,8 @@ class DiT(nn.Module):
 def dit_tiny(conditioning: str = "adaln_zero", **overrides) -> DiT:
     """The lesson's DiT: width 128, depth 4, 4 heads, patch 2 on 8x8 latents (16 tokens)."""
     return DiT(conditioning, **{"dim": 128, "depth": 4, "heads": 4, "patch_size": 2, **overrides})
+
+
+def dit_small(conditioning: str = "adaln_zero", **overrides) -> DiT:
+    """The shipped lesson 04 DiT: width 128, depth 6, 4 heads, patch 2 on 8x8 latents."""
+    return DiT(conditioning, **{"dim": 128, "depth": 6, "heads": 4, "patch_size": 2, **overrides})

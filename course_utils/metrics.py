@@ -16,7 +16,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_shipped, register_shipped, save_checkpoint
 from .config import DATA_DIR
-from .data import COLOURS, SHAPES, SIZES, relation_holds, render_shapes, to_float
+from .data import COLOURS, SHAPES, SIZES, Tokenizer, relation_holds, render_shapes, to_float
+from .flow import euler_sample
+from .vae import load_vae
 
 JUDGE_FILE = "judge.pt"
 JUDGE_CONFIG = {"width": 48}
@@ -213,8 +215,6 @@ def load_judge(device="cpu") -> Judge:
 def train_judge(steps: int = 3000, batch_size: int = 64, lr: float = 2e-3, seed: int = 1) -> Judge:
     """Train on fresh images of every mode at 32x32 and 64x64; half the batches pass through the VAE,
     so the judge also reads the slightly soft images that generators decode."""
-    from .vae import load_vae
-
     torch.manual_seed(seed)
     vae, judge = load_vae(), Judge(**JUDGE_CONFIG)
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
@@ -265,10 +265,6 @@ def generate(model, captions: list, vae=None, steps: int = 25, cfg_scale: float 
              latent_size: int = 8, batch_size: int = 250) -> torch.Tensor:
     """Sample one image per caption with Euler steps (and CFG against model.null_condition()),
     decoded by the VAE: (n, 3, 4 * latent_size, 4 * latent_size) in [-1, 1]."""
-    from .data import Tokenizer
-    from .flow import euler_sample
-    from .vae import load_vae
-
     vae = vae or load_vae()
     device = next(model.parameters()).device
     ids, mask = Tokenizer(getattr(model, "max_len", 12)).encode(captions)

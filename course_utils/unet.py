@@ -6,9 +6,6 @@ level's detail across to the decoder. Time and caption enter every residual bloc
 Unlike an autoencoder it returns a velocity with exactly the input's shape: `model(x_t, t, cond) -> v`.
 """
 
-import argparse
-import time
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -139,45 +136,3 @@ def unet_small(**overrides) -> UNet:
     """The lesson's U-Net: widths 32, 64, 96 on 8x8 latents (8 -> 4 -> 2), attention at 2x2."""
     return UNet(**{"channels": (32, 64, 96), "blocks": 2, **overrides})
 
-
-UNET_FILE = "unet.pt"
-
-
-def train_unet(steps: int, seed: int = 0, device="cpu", **config):
-    """The recipe of the shipped U-Net: caption-conditional flow matching on the train latents,
-    logit-normal times, 10% null captions for classifier-free guidance, EMA of the weights."""
-    from .latents import load_latents
-    from .train import train
-
-    torch.manual_seed(seed)
-    model = unet_small(**config).to(device)
-    data, val = load_latents("train"), load_latents("val")
-    history = train(model, data.latents, (data.ids, data.mask), steps=steps, batch_size=128, lr=2e-3,
-                    ema_decay=0.999, cfg_dropout=0.1, null_cond=model.null_condition(), schedule="logit_normal",
-                    val=(val.latents[:1000], (val.ids[:1000], val.mask[:1000])), seed=seed, desc="unet")
-    return history.ema, history
-
-
-def main():
-    from .checkpoint import register_shipped
-    from .config import DATA_DIR, get_device
-    from .metrics import evaluate
-    from .train import save_model
-
-    parser = argparse.ArgumentParser(description="Retrain the lesson 02 U-Net and write data/unet.pt.")
-    parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    start = time.time()
-    model, history = train_unet(args.steps, args.seed, get_device())
-    model = model.cpu()
-    save_model(DATA_DIR / UNET_FILE, model, model.config, step=args.steps, half=True)
-    print(f"trained in {time.time() - start:.0f} s; val loss {history.final_val_loss():.4f}; "
-          f"sha256 {register_shipped(UNET_FILE)}")
-    for scale in (1.0, 2.0, 4.0):
-        result = evaluate(model, n=500, cfg_scale=scale)
-        print(f"cfg {scale}: adherence {result['adherence']:.3f}, Frechet {result['frechet']:.2f}")
-
-
-if __name__ == "__main__":
-    main()

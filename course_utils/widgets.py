@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .attention import block_macs
-from .data import render_shapes, to_float
+from .data import Tokenizer, render_shapes, to_float
 from .patchify import patchify
 from .receptive_field import build_stack, effective_receptive_field, erf_std, receptive_field_table, stack_layers
 from .vae import load_vae
@@ -25,17 +25,20 @@ from .vae import load_vae
 class Explorer:
     """Sliders -> view = compute(**values) -> draw(view, figure) -> PNG image, and view["text"] -> HTML.
 
-    controls: {name: ipywidgets control}; `view`, `text` and `image` hold what is shown now.
+    controls: {name: ipywidgets control}, laid out in one row or in `rows` (lists of names);
+    `view`, `text` and `image` hold what is shown now.
     """
 
-    def __init__(self, compute, draw, controls: dict, figsize=(12, 3.8), dpi: int = 80):
+    def __init__(self, compute, draw, controls: dict, figsize=(12, 3.8), dpi: int = 80, rows=None):
         self.compute, self.draw, self.controls, self.dpi = compute, draw, controls, dpi
         self.figure = Figure(figsize=figsize)
         self.image = widgets.Image(format="png")
         self.text = widgets.HTML()
         for control in controls.values():
             control.observe(self.update, names="value")
-        self.widget = widgets.VBox([widgets.HBox(list(controls.values())), self.image, self.text])
+        rows = rows or [list(controls)]
+        panel = [widgets.HBox([controls[name] for name in row]) for row in rows]
+        self.widget = widgets.VBox([*panel, self.image, self.text])
         self.update()
 
     def update(self, change=None):
@@ -202,3 +205,102 @@ def patch_explorer(patch_size: int = 2, image_size: int = 32) -> Explorer:
                                               continuous_update=False),
     }
     return Explorer(patch_view, draw_patches, controls)
+
+
+# ---- lesson 04: adaptive layer norm ---------------------------------------------------------------------
+
+ADALN_CAPTIONS = ("a large red circle in the top left", "a small blue square in the center",
+                  "a yellow triangle above a green diamond", "two large white diamonds")
+
+
+@torch.no_grad()
+def adaln_view(model, t: float = 0.5, caption: str = ADALN_CAPTIONS[0], block: int = 0, channel: int = 0,
+               shift: float = 0.0, scale: float = 0.0, gate: float = 0.0, seed: int = 0) -> dict:
+    """What the AdaLN explorer shows for one adaLN(-Zero) block of a DiT.
+
+    A noisy latent x_t (a fixed Shapes latent and fixed noise) runs through the blocks before `block`;
+    the block's modulation MLP turns c = (t, caption) into shift, scale and gate
+    for the attention branch. The sliders add `shift`, `scale` and `gate` to one `channel`.
+    Returns {"normalised", "modulated": (N, D), "shift", "scale", "gate": (D,), "branch", "gated": (N, D),
+    "channel", "text"}.
+    """
+    ids, mask = Tokenizer(model.max_len).encode([caption])
+    side = int(model.pos_embed.shape[0] ** 0.5) * model.patch_size
+    x1 = _example_latent(4 * side)[1]  # (1, 4, side, side)
+    x0 = torch.randn(x1.shape, generator=torch.Generator().manual_seed(seed))
+    tt = torch.tensor([t])
+    xt = (1 - t) * x0 + t * x1
+    tokens = model.x_embedder(xt) + model.pos_embed  # (1, N, D)
+    c = model.t_embedder(tt) + model.c_embedder(ids, mask)  # (1, D)
+    for previous in model.blocks[:block]:
+        tokens = previous(tokens, c)
+    target = model.blocks[block]
+    m = {k: v[0].clone() for k, v in target.modulation_params(c).items()}
+    m["shift_msa"][channel] += shift
+    m["scale_msa"][channel] += scale
+    m["gate_msa"][channel] += gate
+    normalised = target.norm1(tokens)[0]  # (N, D)
+    modulated = normalised * (1 + m["scale_msa"]) + m["shift_msa"]
+    branch = target.attn(modulated[None])[0]  # (N, D): what attention would add
+    gated = m["gate_msa"] * branch
+    gain = 1 + m["scale_msa"]
+    order = torch.argsort(gain, descending=True)
+    kept = gated.norm() / branch.norm().clamp(min=1e-12)
+    text = (f"t = {t:.2f}, caption '{caption}', block {block}, channel {channel}\n"
+            f"channel {channel}: shift {m['shift_msa'][channel]:+.3f}, scale {m['scale_msa'][channel]:+.3f} "
+            f"(gain {gain[channel]:.3f}), gate {m['gate_msa'][channel]:+.3f}\n"
+            f"most amplified channels {order[:3].tolist()} (gain {gain[order[0]]:.2f}), most suppressed "
+            f"{order[-3:].tolist()} (gain {gain[order[-1]]:.2f})\n"
+            f"the gate keeps {kept:.1%} of the attention branch's update (norm ratio)")
+    return {"normalised": normalised.numpy(), "modulated": modulated.numpy(), "shift": m["shift_msa"].numpy(),
+            "scale": m["scale_msa"].numpy(), "gate": m["gate_msa"].numpy(), "branch": branch.numpy(),
+            "gated": gated.numpy(), "channel": channel, "kept": float(kept), "text": text}
+
+
+def draw_adaln(view: dict, fig: Figure):
+    """(a) activations before / after modulation, (b) per-channel gain 1 + scale, (c) the gated residual update."""
+    ax_hist, ax_gain, ax_gate = fig.subplots(1, 3)
+    k = view["channel"]
+    bins = np.linspace(-4, 4, 41)
+    ax_hist.hist(view["normalised"].ravel(), bins=bins, alpha=0.5, density=True, label="normalised (all channels)")
+    ax_hist.hist(view["modulated"].ravel(), bins=bins, alpha=0.5, density=True, label="modulated")
+    ax_hist.axvline(view["modulated"][:, k].mean(), color="k", lw=1, label=f"channel {k} (mean)")
+    ax_hist.set_title("(a) block input before / after AdaLN")
+    ax_hist.legend(fontsize=7)
+    gain = 1 + view["scale"]
+    colours = ["tab:red" if i == k else ("tab:green" if g > 1 else "tab:gray") for i, g in enumerate(gain)]
+    ax_gain.bar(np.arange(len(gain)), gain, color=colours, width=1.0)
+    ax_gain.axhline(1, color="k", lw=0.8)
+    ax_gain.set_xlabel("channel")
+    ax_gain.set_title("(b) gain 1 + scale per channel")
+    norm_branch = np.linalg.norm(view["branch"], axis=0)
+    norm_gated = np.linalg.norm(view["gated"], axis=0)
+    ax_gate.plot(norm_branch, lw=1, label="attention branch")
+    ax_gate.plot(norm_gated, lw=1, label="after gate")
+    ax_gate.plot(k, norm_gated[k], "ro")
+    ax_gate.set_xlabel("channel")
+    ax_gate.set_title(f"(c) residual update, {view['kept']:.0%} kept")
+    ax_gate.legend(fontsize=7)
+    fig.tight_layout()
+
+
+def adaln_explorer(model, caption: str = ADALN_CAPTIONS[0]) -> Explorer:
+    """Sliders for t, block, channel and offsets to its shift / scale / gate; a choice of caption."""
+    model = model.eval()
+    dim = model.pos_embed.shape[1]
+
+    def offset(description):
+        return widgets.FloatSlider(value=0.0, min=-2.0, max=2.0, step=0.1, description=description,
+                                   continuous_update=False)
+
+    controls = {
+        "caption": widgets.Dropdown(options=ADALN_CAPTIONS, value=caption, description="caption"),
+        "t": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="t", continuous_update=False),
+        "block": _slider("block", 0, 0, len(model.blocks) - 1),
+        "channel": _slider("channel", 0, 0, dim - 1),
+        "shift": offset("shift +"),
+        "scale": offset("scale +"),
+        "gate": offset("gate +"),
+    }
+    rows = [["caption", "t", "block", "channel"], ["shift", "scale", "gate"]]
+    return Explorer(lambda **values: adaln_view(model, **values), draw_adaln, controls, figsize=(13, 3.6), rows=rows)

@@ -40,3 +40,19 @@ def test_patch_explorer_responds_in_the_browser(tmp_path):
         handle.press("ArrowRight")  # patch size 2 -> 4
         expect(text).to_contain_text("tokens: 2x2 = 4", timeout=TIMEOUT_MS)
         expect(image).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
+
+
+@pytest.mark.browser
+def test_adaln_explorer_responds_in_the_browser(tmp_path):
+    with jupyter_lab_page(NOTEBOOKS / "04_dit_adaln.ipynb", tmp_path) as page:
+        slider(page, "t")
+        text = widget_text(page)
+        expect(text).to_contain_text("t = 0.50", timeout=TIMEOUT_MS * 5)
+        image = page.locator("img.widget-image").first
+        before = image.get_attribute("src")
+
+        set_slider(page, "t", 0.9)
+        expect(text).to_contain_text("t = 0.90", timeout=TIMEOUT_MS)
+        expect(image).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
+        set_slider(page, "channel", 7)
+        expect(text).to_contain_text("channel 7:", timeout=TIMEOUT_MS)

@@ -39,7 +39,8 @@ def test_modulate_formula_and_zero_modulation_is_plain_layer_norm():
 def test_adaln_zero_dit_is_zero_and_every_block_is_the_identity_at_init():
     torch.manual_seed(0)
     model = dit_tiny("adaln_zero")
-    x, t, cond = torch.randn(3, 4, 8, 8), torch.rand(3), captions("two small red circles", "a red circle above a blue square", "a large blue square in the center")
+    cond = captions("two small red circles", "a red circle above a blue square", "a large blue square in the center")
+    x, t = torch.randn(3, 4, 8, 8), torch.rand(3)
     assert torch.equal(model(x, t, cond), torch.zeros_like(x))
     tokens, c = torch.randn(3, 16, 128), torch.randn(3, 128)
     for block in model.blocks:

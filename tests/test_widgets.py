@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from course_utils.receptive_field import receptive_field
-from course_utils.widgets import patch_explorer, patch_view, receptive_field_explorer, receptive_field_view
+from course_utils.widgets import (
+    adaln_explorer,
+    adaln_view,
+    patch_explorer,
+    patch_view,
+    receptive_field_explorer,
+    receptive_field_view,
+)
 
 
 def test_receptive_field_view_numbers():
@@ -82,3 +89,54 @@ def test_patch_explorer_redraws_when_the_patch_size_moves():
     assert explorer.figure.axes[2].get_title() == "(c) 64 tokens x 4 features"
     assert len(explorer.figure.axes[0].lines) == 2 * 7  # 7 horizontal and 7 vertical grid lines
     assert list(explorer.controls["patch_size"].options) == [1, 2, 4, 8]
+
+
+def _trained_like_dit():
+    from course_utils.dit import dit_tiny
+
+    torch.manual_seed(0)
+    model = dit_tiny("adaln_zero", depth=2)
+    with torch.no_grad():  # give the zero-initialised modulation some weights, as training would
+        for block in model.blocks:
+            block.modulation.weight.normal_(0, 0.05)
+    return model.eval()
+
+
+def test_adaln_view_modulates_exactly_as_the_formula():
+    view = adaln_view(_trained_like_dit(), t=0.3, channel=5, scale=0.5, shift=-0.2, gate=0.25)
+    expected = view["normalised"] * (1 + view["scale"]) + view["shift"]
+    assert np.allclose(view["modulated"], expected, atol=1e-5)
+    assert np.allclose(view["gated"], view["gate"] * view["branch"], atol=1e-6)
+    assert np.allclose(view["normalised"].mean(1), 0, atol=1e-5)  # LayerNorm output per token
+    base = adaln_view(_trained_like_dit(), t=0.3, channel=5)
+    assert view["scale"][5] == pytest.approx(base["scale"][5] + 0.5, abs=1e-6)
+    assert view["gate"][5] == pytest.approx(base["gate"][5] + 0.25, abs=1e-6)
+    assert np.array_equal(np.delete(view["scale"], 5), np.delete(base["scale"], 5))
+    assert "channel 5:" in view["text"]
+
+
+def test_adaln_view_depends_on_time_and_caption():
+    model = _trained_like_dit()
+    a = adaln_view(model, t=0.1)
+    b = adaln_view(model, t=0.9)
+    c = adaln_view(model, t=0.1, caption="two large white diamonds")
+    assert not np.allclose(a["scale"], b["scale"]) and not np.allclose(a["scale"], c["scale"])
+
+
+def test_adaln_zero_at_init_keeps_nothing_of_the_branch():
+    from course_utils.dit import dit_tiny
+
+    view = adaln_view(dit_tiny("adaln_zero").eval())
+    assert view["kept"] == 0.0 and "keeps 0.0%" in view["text"]
+
+
+def test_adaln_explorer_redraws_when_sliders_move():
+    explorer = adaln_explorer(_trained_like_dit())
+    first_image, first_text = explorer.image.value, explorer.text.value
+    explorer.controls["t"].value = 0.9
+    assert "t = 0.90" in explorer.text.value and explorer.image.value != first_image
+    explorer.controls["channel"].value = 7
+    explorer.controls["gate"].value = -1.0
+    assert "channel 7:" in explorer.text.value and explorer.text.value != first_text
+    assert [ax.get_title()[:3] for ax in explorer.figure.axes] == ["(a)", "(b)", "(c)"]
+    assert explorer.controls["channel"].max == 127 and explorer.controls["block"].max == 1

@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from course_utils.dit import DiT
+from course_utils.metrics import evaluate
+from course_utils.recipes import load_lesson_model
+from course_utils.unet import UNet
+
+
+@pytest.mark.parametrize("name,cls", [("unet", UNet), ("dit", DiT)])
+def test_shipped_lesson_models_load_and_follow_the_contract(name, cls):
+    model = load_lesson_model(name)
+    assert isinstance(model, cls) and not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    x = torch.randn(2, 4, 8, 8)
+    ids, mask = model.null_condition()
+    assert model(x, torch.rand(2), (ids.expand(2, -1), mask.expand(2, -1))).shape == x.shape
+
+
+@pytest.mark.parametrize("name", ["unet", "dit"])
+def test_shipped_lesson_models_follow_their_captions(name):
+    result = evaluate(load_lesson_model(name), n=100, cfg_scale=3.0, seed=7)
+    assert result["adherence"] > 0.8, result["adherence"]
+
+
+def test_unknown_lesson_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown lesson model 'gan'"):
+        load_lesson_model("gan")
