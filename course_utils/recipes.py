@@ -1,7 +1,7 @@
 """How the lesson checkpoints that ship in data/ were trained, and the command that retrains them:
 
     python -m course_utils.recipes unet --steps 6000     # lesson 02, data/unet.pt
-    python -m course_utils.recipes dit --steps 6000      # lesson 04, data/dit.pt
+    python -m course_utils.recipes dit --steps 5000      # lesson 04, data/dit.pt
 
 One recipe for every denoiser: caption-conditional flow matching on the train latents, logit-normal times,
 10% null captions for classifier-free guidance, an EMA of the weights; saved in float16.
