@@ -32,8 +32,8 @@ class Explorer:
     def __init__(self, compute, draw, controls: dict, figsize=(12, 3.8), dpi: int = 80, rows=None):
         self.compute, self.draw, self.controls, self.dpi = compute, draw, controls, dpi
         self.figure = Figure(figsize=figsize)
-        self.image = widgets.Image(format="png")
-        self.text = widgets.HTML()
+        self.image = widgets.Image(format="png").add_class("explorer-figure")
+        self.text = widgets.HTML().add_class("explorer-text")
         for control in controls.values():
             control.observe(self.update, names="value")
         rows = rows or [list(controls)]

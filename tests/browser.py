@@ -18,13 +18,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from playwright.sync_api import Locator, Page, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
+RUN_TIMEOUT_MS = 900_000  # a whole notebook in FAST mode, including a first build of the latent cache
 
 
 def _free_port() -> int:
@@ -89,13 +90,16 @@ def _start_lab(home: Path) -> tuple[subprocess.Popen, int]:
 
 
 def run_all_cells(page: Page) -> None:
-    """Run every cell through the menu Run > Run All Cells, once the kernel is connected and idle."""
+    """Run every cell through the menu Run > Run All Cells, once the kernel is connected and idle, and wait
+    until every cell has run."""
     # The status bar reads "No Kernel | Initializing", then e.g. "Python 3 (ipykernel) | Idle"; the toolbar's
     # execution indicator already says idle before any kernel exists, and Run All then asks to select a kernel.
     kernel_idle = re.compile(r"^(?!No Kernel).+ \| Idle$")
     page.locator(".jp-StatusBar-TextItem", has_text=kernel_idle).wait_for(timeout=TIMEOUT_MS)
     page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    # Widgets talk to the kernel, so a slider only answers once the kernel has run every queued cell ([*]).
+    expect(page.locator(".jp-InputPrompt", has_text="[*]")).to_have_count(0, timeout=RUN_TIMEOUT_MS)
 
 
 @contextmanager
@@ -144,6 +148,11 @@ def set_slider(page: Page, label: str, value: float) -> None:
     readout.press("Enter")
 
 
-def widget_text(page: Page, css: str = ".widget-html", index: int = 0) -> Locator:
-    """The `index`-th widget matching `css` (default: HTML widgets, where explorers print their numbers)."""
-    return page.locator(css).nth(index)
+def explorer_text(page: Page, index: int = 0) -> Locator:
+    """Where the `index`-th explorer on the page prints its numbers (progress bars are HTML widgets too)."""
+    return page.locator(".explorer-text").nth(index)
+
+
+def explorer_figure(page: Page, index: int = 0) -> Locator:
+    """The `index`-th explorer's figure (an <img> whose src changes on every redraw)."""
+    return page.locator("img.explorer-figure").nth(index)

@@ -4,7 +4,7 @@ printed numbers and the figure must update. Screenshots land in test-artifacts/.
 from pathlib import Path
 
 import pytest
-from browser import TIMEOUT_MS, jupyter_lab_page, set_slider, slider, widget_text
+from browser import TIMEOUT_MS, explorer_figure, explorer_text, jupyter_lab_page, set_slider, slider
 from playwright.sync_api import expect
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -14,9 +14,9 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 def test_receptive_field_explorer_responds_in_the_browser(tmp_path):
     with jupyter_lab_page(NOTEBOOKS / "01_receptive_fields.ipynb", tmp_path) as page:
         slider(page, "depth")
-        text = widget_text(page)
-        expect(text).to_contain_text("receptive field: 9 pixels", timeout=TIMEOUT_MS * 3)
-        image = page.locator("img.widget-image").first
+        text = explorer_text(page)
+        expect(text).to_contain_text("receptive field: 9 pixels", timeout=TIMEOUT_MS)
+        image = explorer_figure(page)
         before = image.get_attribute("src")
 
         set_slider(page, "depth", 6)
@@ -31,9 +31,9 @@ def test_receptive_field_explorer_responds_in_the_browser(tmp_path):
 def test_patch_explorer_responds_in_the_browser(tmp_path):
     with jupyter_lab_page(NOTEBOOKS / "03_patchify_vit.ipynb", tmp_path) as page:
         handle = slider(page, "patch size").locator(".noUi-handle")
-        text = widget_text(page)
-        expect(text).to_contain_text("tokens: 4x4 = 16", timeout=TIMEOUT_MS * 3)
-        image = page.locator("img.widget-image").first
+        text = explorer_text(page)
+        expect(text).to_contain_text("tokens: 4x4 = 16", timeout=TIMEOUT_MS)
+        image = explorer_figure(page)
         before = image.get_attribute("src")
 
         handle.focus()
@@ -46,9 +46,9 @@ def test_patch_explorer_responds_in_the_browser(tmp_path):
 def test_adaln_explorer_responds_in_the_browser(tmp_path):
     with jupyter_lab_page(NOTEBOOKS / "04_dit_adaln.ipynb", tmp_path) as page:
         slider(page, "t")
-        text = widget_text(page)
-        expect(text).to_contain_text("t = 0.50", timeout=TIMEOUT_MS * 5)
-        image = page.locator("img.widget-image").first
+        text = explorer_text(page)
+        expect(text).to_contain_text("t = 0.50", timeout=TIMEOUT_MS)
+        image = explorer_figure(page)
         before = image.get_attribute("src")
 
         set_slider(page, "t", 0.9)
