@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from flops import math_attention
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_utils.adaln import AdaLN, AdaLNBlock, modulate
@@ -10,16 +11,6 @@ from course_utils.dit import CONDITIONINGS, CrossAttentionBlock, DiT, dit_tiny
 from course_utils.train import train
 
 TOK = Tokenizer()
-
-try:  # torch >= 2.3
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    def math_attention():
-        return sdpa_kernel(SDPBackend.MATH)
-except ImportError:  # torch 2.2
-
-    def math_attention():
-        return torch.backends.cuda.sdp_kernel(enable_flash=False, enable_mem_efficient=False, enable_math=True)
 
 
 def captions(*texts):

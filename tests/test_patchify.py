@@ -1,20 +1,11 @@
 import pytest
 import torch
 import torch.nn as nn
+from flops import math_attention
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_utils.attention import ViTBlock, block_macs
 from course_utils.patchify import PatchEmbed, patchify, sincos_pos_embed_2d, unpatchify
-
-try:  # torch >= 2.3
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    def math_attention():
-        return sdpa_kernel(SDPBackend.MATH)
-except ImportError:  # torch 2.2
-
-    def math_attention():
-        return torch.backends.cuda.sdp_kernel(enable_flash=False, enable_mem_efficient=False, enable_math=True)
 
 
 @pytest.mark.parametrize("shape,p", [((2, 4, 8, 8), 1), ((2, 4, 8, 8), 2), ((1, 4, 8, 8), 4), ((3, 4, 16, 12), 4),
