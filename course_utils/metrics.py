@@ -147,22 +147,26 @@ def matches_record(objects: list, record: dict) -> bool:
     return False
 
 
+def _adherence(scenes: dict, records: list) -> float:
+    return sum(matches_record(scene_objects(scenes, i), rec) for i, rec in enumerate(records)) / len(records)
+
+
+def _pair_consistency(scenes: dict) -> float:
+    good = 0
+    for i in range(len(scenes["present"])):
+        objects = scene_objects(scenes, i)
+        good += len(objects) == 2 and all(objects[0][k] == objects[1][k] for k in ATTRIBUTES)
+    return good / len(scenes["present"])
+
+
 def prompt_adherence(images: torch.Tensor, records: list, judge: Judge = None) -> float:
     """Fraction of images whose every object the judge reads as the caption says."""
-    judge = judge or load_judge()
-    scenes = read_scenes(judge, images)
-    return sum(matches_record(scene_objects(scenes, i), rec) for i, rec in enumerate(records)) / len(records)
+    return _adherence(read_scenes(judge or load_judge(), images), records)
 
 
 def pair_consistency(images: torch.Tensor, judge: Judge = None) -> float:
     """Fraction of pair-mode images in which the judge finds exactly two objects that match each other."""
-    judge = judge or load_judge()
-    scenes = read_scenes(judge, images)
-    good = 0
-    for i in range(len(images)):
-        objects = scene_objects(scenes, i)
-        good += len(objects) == 2 and all(objects[0][k] == objects[1][k] for k in ATTRIBUTES)
-    return good / len(images)
+    return _pair_consistency(read_scenes(judge or load_judge(), images))
 
 
 def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
@@ -239,24 +243,6 @@ def train_judge(steps: int = 3000, batch_size: int = 64, lr: float = 2e-3, seed:
     return judge.eval()
 
 
-def main():
-    parser = argparse.ArgumentParser(description="Retrain the course judge and write data/judge.pt.")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    start = time.time()
-    judge = train_judge(steps=args.steps, seed=args.seed)
-    save_checkpoint(DATA_DIR / JUDGE_FILE, judge.state_dict(), JUDGE_CONFIG, step=args.steps)
-    print(f"trained in {time.time() - start:.0f} s; sha256 {register_shipped(JUDGE_FILE)}")
-    for size in (32, 64):
-        acc = attribute_accuracy(judge, size=size)
-        print(f"accuracy at {size}x{size}: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
-
-
-if __name__ == "__main__":
-    main()
-
-
 # ---- scoring a generator ------------------------------------------------------------------------------
 
 
@@ -291,9 +277,27 @@ def evaluate(model, n: int = 500, mode: str = "single", steps: int = 25, cfg_sca
     prompts = render_shapes(n, seed=900_000 + seed, size=size, mode=mode)
     images = generate(model, prompts.captions, vae, steps, cfg_scale, seed, latent_size=size // 4)
     real = render_shapes(n, seed=950_000 + seed, size=size, mode=mode).images
-    result = {"adherence": prompt_adherence(images, prompts.records, judge),
-              "frechet": frechet_distance(real, images, judge),
+    scenes = read_scenes(judge, images)  # read once, scored twice
+    result = {"adherence": _adherence(scenes, prompts.records), "frechet": frechet_distance(real, images, judge),
               "images": images, "captions": prompts.captions, "records": prompts.records}
     if mode == "pair":
-        result["pair_consistency"] = pair_consistency(images, judge)
+        result["pair_consistency"] = _pair_consistency(scenes)
     return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Retrain the course judge and write data/judge.pt.")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    start = time.time()
+    judge = train_judge(steps=args.steps, seed=args.seed)
+    save_checkpoint(DATA_DIR / JUDGE_FILE, judge.state_dict(), JUDGE_CONFIG, step=args.steps)
+    print(f"trained in {time.time() - start:.0f} s; sha256 {register_shipped(JUDGE_FILE)}")
+    for size in (32, 64):
+        acc = attribute_accuracy(judge, size=size)
+        print(f"accuracy at {size}x{size}: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
+
+
+if __name__ == "__main__":
+    main()
