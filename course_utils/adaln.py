@@ -53,7 +53,8 @@ class AdaLNBlock(nn.Module):
         one = torch.ones_like(chunks[0])
         return dict(zip(("shift_msa", "scale_msa", "shift_mlp", "scale_mlp"), chunks), gate_msa=one, gate_mlp=one)
 
-    def forward(self, x, c):
+    def forward(self, x, c, rope=None):
+        """x (B, N, D), c (B, cond_dim), rope: optional rotary angles for the attention -> (B, N, D)."""
         m = self.modulation_params(c)
-        x = x + m["gate_msa"][:, None] * self.attn(modulate(self.norm1(x), m["shift_msa"], m["scale_msa"]))
+        x = x + m["gate_msa"][:, None] * self.attn(modulate(self.norm1(x), m["shift_msa"], m["scale_msa"]), rope=rope)
         return x + m["gate_mlp"][:, None] * self.mlp(modulate(self.norm2(x), m["shift_mlp"], m["scale_mlp"]))

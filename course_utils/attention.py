@@ -1,12 +1,15 @@
 """Multi-head attention on `torch.nn.functional.scaled_dot_product_attention` (Vaswani et al., 2017).
 
 Every token (B, N, D) is projected to queries, keys and values, split into heads, and mixed by
-softmax(q k^T / sqrt(d)) v. `context` switches to cross-attention (keys and values from other tokens).
+softmax(q k^T / sqrt(d)) v. `context` switches to cross-attention (keys and values from other tokens);
+`rope` angles rotate the queries and keys of self-attention (lesson 05).
 """
 
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+
+from .rope import apply_rope
 
 
 class Attention(nn.Module):
@@ -21,11 +24,17 @@ class Attention(nn.Module):
         self.kv = nn.Linear(context_dim or dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, context=None, context_mask=None):
-        """x (B, N, D); context (B, M, Dc) and its mask (B, M) (True = attend) for cross-attention."""
+    def forward(self, x, context=None, context_mask=None, rope=None):
+        """x (B, N, D); context (B, M, Dc) for cross-attention; context_mask (B, M) or (B, N) without context:
+        which keys may be attended (True); rope: rotary angles (N, d/2) or (heads, N, d/2) for self-attention,
+        d = D / heads."""
         source = x if context is None else context
         q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)
         k, v = rearrange(self.kv(source), "b m (two h d) -> two b h m d", two=2, h=self.heads)
+        if rope is not None:
+            if context is not None:
+                raise ValueError("rotary angles apply to self-attention; cross-attention keys have no grid position.")
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         mask = None if context_mask is None else context_mask[:, None, None, :]  # (B, 1, 1, M)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
@@ -54,8 +63,9 @@ class ViTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_ratio)
 
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))  # every token attends to every token
+    def forward(self, x, rope=None, mask=None):
+        """x (B, N, D); rope: optional rotary angles; mask (B, N): tokens that may be attended to."""
+        x = x + self.attn(self.norm1(x), context_mask=mask, rope=rope)  # every token attends to every token
         return x + self.mlp(self.norm2(x))  # each token on its own
 
 

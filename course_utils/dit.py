@@ -2,6 +2,7 @@
 the condition: in-context tokens, cross-attention, adaLN, and adaLN-Zero.
 
 Patchify -> tokens + position -> blocks conditioned on c = time + caption -> final adaptive layer -> unpatchify.
+Position enters as an absolute sine-cosine table added to the tokens, or as 2D RoPE in every attention (lesson 05).
 """
 
 import torch
@@ -12,8 +13,10 @@ from .attention import Attention, Mlp, ViTBlock, block_macs
 from .data import Tokenizer
 from .embeddings import CaptionEmbedder, TimestepEmbedder, null_caption
 from .patchify import PatchEmbed, sincos_pos_embed_2d, unpatchify
+from .rope import AxialRoPE, MixedRoPE
 
 CONDITIONINGS = ("in_context", "cross_attention", "adaln", "adaln_zero")
+POSITIONS = ("absolute", "rope_axial", "rope_mixed", "none")
 
 
 class CrossAttentionBlock(nn.Module):
@@ -25,8 +28,8 @@ class CrossAttentionBlock(nn.Module):
         self.norm2, self.cross = nn.LayerNorm(dim), Attention(dim, heads)
         self.norm3, self.mlp = nn.LayerNorm(dim), Mlp(dim, mlp_ratio)
 
-    def forward(self, x, context, context_mask):
-        x = x + self.attn(self.norm1(x))  # (B, N, D)
+    def forward(self, x, context, context_mask, rope=None):
+        x = x + self.attn(self.norm1(x), rope=rope)  # (B, N, D)
         x = x + self.cross(self.norm2(x), context, context_mask)  # queries: patches; keys, values: condition
         return x + self.mlp(self.norm3(x))
 
@@ -37,22 +40,27 @@ class DiT(nn.Module):
     conditioning: "in_context" (time and caption word tokens appended to the sequence), "cross_attention"
     (patches attend to time + caption tokens in every block), "adaln" or "adaln_zero" (c = time + pooled
     caption modulates every block).
+    pos: "absolute" (2D sine-cosine added to the tokens), "rope_axial" or "rope_mixed" (2D RoPE in every
+    self-attention; mixed learns its frequencies per layer and head), or "none".
+    input_size is the training latent size (for gflops); any size divisible by patch_size runs.
     """
 
     def __init__(self, conditioning: str = "adaln_zero", input_size: int = 8, patch_size: int = 2,
                  in_channels: int = 4, dim: int = 128, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
-                 max_len: int = 12, vocab_size: int = None):
+                 max_len: int = 12, vocab_size: int = None, pos: str = "absolute"):
         super().__init__()
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}.")
+        if pos not in POSITIONS:
+            raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}.")
         self.config = {"conditioning": conditioning, "input_size": input_size, "patch_size": patch_size,
                        "in_channels": in_channels, "dim": dim, "depth": depth, "heads": heads,
-                       "mlp_ratio": mlp_ratio, "max_len": max_len, "vocab_size": vocab_size}
+                       "mlp_ratio": mlp_ratio, "max_len": max_len, "vocab_size": vocab_size, "pos": pos}
         self.conditioning, self.patch_size, self.in_channels = conditioning, patch_size, in_channels
-        self.max_len = max_len
+        self.max_len, self.pos = max_len, pos
         self.x_embedder = PatchEmbed(patch_size, in_channels, dim)
-        grid = input_size // patch_size
-        self.register_buffer("pos_embed", sincos_pos_embed_2d(dim, grid, grid), persistent=False)
+        self.rope = {"rope_axial": lambda: AxialRoPE(dim // heads),
+                     "rope_mixed": lambda: MixedRoPE(dim // heads, heads, depth)}.get(pos, lambda: None)()
         self.t_embedder = TimestepEmbedder(dim)
         self.c_embedder = CaptionEmbedder(vocab_size or len(Tokenizer()), max_len, dim)
         self.word_proj = nn.Linear(self.c_embedder.word.embedding_dim, dim)  # word tokens for in-context / cross-attn
@@ -88,37 +96,48 @@ class DiT(nn.Module):
         tokens = torch.cat([self.t_embedder(t)[:, None], words], dim=1)
         return tokens, torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
 
+    def rope_angles(self, h: int, w: int) -> list:
+        """Rotary angles for each block on an h x w patch grid (None for every block without RoPE)."""
+        if self.rope is None:
+            return [None] * len(self.blocks)
+        angles = self.rope(h, w)  # (N, d/2) axial, or (depth, heads, N, d/2) mixed
+        return list(angles) if self.pos == "rope_mixed" else [angles] * len(self.blocks)
+
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"this DiT takes latents (B, {self.in_channels}, H, W), got {tuple(x.shape)}.")
         b, c, h, w = x.shape
         p = self.patch_size
-        grid = int(self.pos_embed.shape[0] ** 0.5)
-        if c != self.in_channels or h != grid * p or w != grid * p:
-            raise ValueError(f"this DiT takes latents ({self.in_channels}, {grid * p}, {grid * p}), "
-                             f"got {tuple(x.shape[1:])}.")
         ids, mask = cond
-        tokens = self.x_embedder(x) + self.pos_embed  # (B, N, D)
+        tokens = self.x_embedder(x)  # (B, N, D), N = (h/p)(w/p); patchify checks that p divides h and w
+        if self.pos == "absolute":
+            tokens = tokens + sincos_pos_embed_2d(tokens.shape[-1], h // p, w // p).to(tokens)
+        angles = self.rope_angles(h // p, w // p)
         c_vec = self.t_embedder(t) + self.c_embedder(ids, mask)  # (B, D)
         if self.conditioning in ("adaln", "adaln_zero"):
-            for block in self.blocks:
-                tokens = block(tokens, c_vec)
+            for block, rope in zip(self.blocks, angles):
+                tokens = block(tokens, c_vec, rope)
         elif self.conditioning == "cross_attention":
             context, context_mask = self.condition_tokens(t, ids, mask)
-            for block in self.blocks:
-                tokens = block(tokens, context, context_mask)
+            for block, rope in zip(self.blocks, angles):
+                tokens = block(tokens, context, context_mask, rope)
         else:
             context, context_mask = self.condition_tokens(t, ids, mask)
             n = tokens.shape[1]
-            seq = torch.cat([tokens, context * context_mask[..., None]], dim=1)  # (B, N + 1 + L, D)
-            for block in self.blocks:
-                seq = block(seq)
+            seq = torch.cat([tokens, context], dim=1)  # (B, N + 1 + L, D); padding is masked out of attention
+            seq_mask = torch.cat([torch.ones_like(context_mask[:, :1]).expand(-1, n), context_mask], dim=1)
+            for block, rope in zip(self.blocks, angles):
+                if rope is not None:  # condition tokens have no grid position: angle 0, no rotation
+                    rope = torch.cat([rope, rope.new_zeros(*rope.shape[:-2], seq.shape[1] - n, rope.shape[-1])], -2)
+                seq = block(seq, rope, seq_mask)
             tokens = seq[:, :n]  # drop the condition tokens
         out = self.final_linear(self.final_norm(tokens, c_vec))  # (B, N, p*p*C)
         return unpatchify(out, p, h // p, w // p, c)  # (B, C, H, W)
 
     def gflops(self) -> float:
         """Multiply-accumulates per image of the transformer blocks, in billions (the DiT paper's Gflops)."""
-        n = self.pos_embed.shape[0]
+        n = (self.config["input_size"] // self.patch_size) ** 2
         dim, ratio = self.config["dim"], self.config["mlp_ratio"]
         if self.conditioning == "in_context":
             n += 1 + self.max_len

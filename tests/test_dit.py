@@ -86,5 +86,5 @@ def test_adaln_block_macs_match_the_flop_counter():
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="conditioning must be one of"):
         DiT("concat")
-    with pytest.raises(ValueError, match=r"takes latents \(4, 8, 8\)"):
-        dit_tiny()(torch.randn(1, 4, 16, 16), torch.rand(1), captions("two small red circles"))
+    with pytest.raises(ValueError, match=r"takes latents \(B, 4, H, W\), got \(1, 3, 8, 8\)"):
+        dit_tiny()(torch.randn(1, 3, 8, 8), torch.rand(1), captions("two small red circles"))

@@ -1,0 +1,105 @@
+"""Rotary position embeddings (Su et al., 2021, RoFormer; Heo et al., 2024, RoPE for ViT).
+
+RoPE rotates each interleaved channel pair (x0, x1), (x2, x3), ... of a query or key by an angle proportional
+to the token's position, so the score q_m . k_n depends only on the offset m - n. For images, axial RoPE gives
+half of the pairs to the row and half to the column; mixed RoPE learns per-head frequency vectors
+(f_row, f_col) whose angle row * f_row + col * f_col mixes both axes. Angles are computed from positions,
+so any grid size works at test time.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+def rope_frequencies(dim: int, theta: float = 10_000.0) -> torch.Tensor:
+    """(dim/2,) rotation speeds theta^(-2i/dim) of the channel pairs, fastest first."""
+    if dim % 2:
+        raise ValueError(f"RoPE rotates channel pairs, so the head dimension must be even, got {dim}.")
+    return theta ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+
+
+def rope_angles_1d(positions: torch.Tensor, dim: int, theta: float = 10_000.0) -> torch.Tensor:
+    """positions (N,) -> angles (N, dim/2): position times each pair's frequency."""
+    return positions.float()[:, None] * rope_frequencies(dim, theta)[None]
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of x (..., N, d) by angles (..., N, d/2), broadcast over leading axes."""
+    if x.shape[-1] != 2 * angles.shape[-1]:
+        raise ValueError(f"apply_rope needs angles with half the channels of x: x has {x.shape[-1]} channels, "
+                         f"angles have {angles.shape[-1]} pairs.")
+    pairs = x.float().unflatten(-1, (-1, 2))  # (..., N, d/2, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    cos, sin = angles.cos(), angles.sin()
+    rotated = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)  # (..., N, d/2, 2)
+    return rotated.flatten(-2).type_as(x)
+
+
+def grid_positions(h: int, w: int) -> torch.Tensor:
+    """(h * w, 2) float (row, column) coordinates of an h x w token grid, row-major."""
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
+
+
+def _check_2d(head_dim: int):
+    if head_dim % 4:
+        raise ValueError(f"2D RoPE splits the channel pairs between two axes, so the head dimension must be "
+                         f"divisible by 4, got {head_dim}.")
+
+
+def axial_angles(h: int, w: int, head_dim: int, theta: float = 100.0) -> torch.Tensor:
+    """(h * w, head_dim/2) angles of axial 2D RoPE: the first half of the pairs turn with the row, the second
+    half with the column, each with the 1D frequencies of head_dim/2 channels."""
+    _check_2d(head_dim)
+    pos = grid_positions(h, w)
+    return torch.cat([rope_angles_1d(pos[:, 0], head_dim // 2, theta),
+                      rope_angles_1d(pos[:, 1], head_dim // 2, theta)], dim=1)
+
+
+def mixed_frequencies(head_dim: int, heads: int, theta: float = 10.0, directions: torch.Tensor = None):
+    """(heads, head_dim/2, 2) frequency vectors (f_row, f_col) of mixed RoPE.
+
+    Each head gets a direction a (random unless `directions` (heads,) is given, in radians): the first half
+    of its pairs point along a, the second half along a + 90 degrees, with magnitudes theta^(-4i/head_dim).
+    Direction 0 gives axial RoPE's frequencies.
+    """
+    _check_2d(head_dim)
+    magnitude = rope_frequencies(head_dim // 2, theta)  # (head_dim/4,)
+    if directions is None:
+        directions = torch.rand(heads) * 2 * math.pi
+    a = torch.cat([directions[:, None].expand(-1, len(magnitude)),
+                   directions[:, None].expand(-1, len(magnitude)) + math.pi / 2], dim=1)  # (heads, pairs)
+    mag = magnitude.repeat(2)[None]  # (1, pairs)
+    return torch.stack([mag * torch.cos(a), mag * torch.sin(a)], dim=-1)
+
+
+def mixed_angles(h: int, w: int, freqs: torch.Tensor) -> torch.Tensor:
+    """freqs (..., pairs, 2) -> angles (..., h * w, pairs) = row * f_row + col * f_col."""
+    return torch.einsum("nk,...pk->...np", grid_positions(h, w).to(freqs), freqs)
+
+
+class AxialRoPE(nn.Module):
+    """Axial 2D RoPE for an h x w token grid: forward(h, w) -> angles (h * w, head_dim/2), shared by all heads."""
+
+    def __init__(self, head_dim: int, theta: float = 100.0):
+        super().__init__()
+        _check_2d(head_dim)
+        self.head_dim, self.theta = head_dim, theta
+
+    def forward(self, h: int, w: int) -> torch.Tensor:
+        return axial_angles(h, w, self.head_dim, self.theta)
+
+
+class MixedRoPE(nn.Module):
+    """Mixed 2D RoPE with learnable frequencies per layer and head:
+    forward(h, w) -> angles (layers, heads, h * w, head_dim/2)."""
+
+    def __init__(self, head_dim: int, heads: int, layers: int = 1, theta: float = 10.0):
+        super().__init__()
+        _check_2d(head_dim)
+        self.freqs = nn.Parameter(torch.stack([mixed_frequencies(head_dim, heads, theta) for _ in range(layers)]))
+
+    def forward(self, h: int, w: int) -> torch.Tensor:
+        return mixed_angles(h, w, self.freqs)
