@@ -96,24 +96,26 @@ class DiT(nn.Module):
         tokens = torch.cat([self.t_embedder(t)[:, None], words], dim=1)
         return tokens, torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
 
-    def rope_angles(self, h: int, w: int) -> list:
-        """Rotary angles for each block on an h x w patch grid (None for every block without RoPE)."""
+    def embed_patches(self, x) -> tuple:
+        """x (B, C, H, W) -> patch tokens (B, N, D) with absolute positions added if pos is "absolute", and the
+        rotary angles of each block (a list of None without RoPE); N = (H/p)(W/p) for any H, W divisible by p."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"this DiT takes latents (B, {self.in_channels}, H, W), got {tuple(x.shape)}.")
+        h, w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        tokens = self.x_embedder(x)  # (B, N, D); patchify checks that p divides H and W
+        if self.pos == "absolute":
+            tokens = tokens + sincos_pos_embed_2d(tokens.shape[-1], h, w).to(tokens)
         if self.rope is None:
-            return [None] * len(self.blocks)
+            return tokens, [None] * len(self.blocks)
         angles = self.rope(h, w)  # (N, d/2) axial, or (depth, heads, N, d/2) mixed
-        return list(angles) if self.pos == "rope_mixed" else [angles] * len(self.blocks)
+        return tokens, list(angles) if self.pos == "rope_mixed" else [angles] * len(self.blocks)
 
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"this DiT takes latents (B, {self.in_channels}, H, W), got {tuple(x.shape)}.")
+        tokens, angles = self.embed_patches(x)  # (B, N, D), one rotary angle table (or None) per block
         b, c, h, w = x.shape
         p = self.patch_size
         ids, mask = cond
-        tokens = self.x_embedder(x)  # (B, N, D), N = (h/p)(w/p); patchify checks that p divides h and w
-        if self.pos == "absolute":
-            tokens = tokens + sincos_pos_embed_2d(tokens.shape[-1], h // p, w // p).to(tokens)
-        angles = self.rope_angles(h // p, w // p)
         c_vec = self.t_embedder(t) + self.c_embedder(ids, mask)  # (B, D)
         if self.conditioning in ("adaln", "adaln_zero"):
             for block, rope in zip(self.blocks, angles):

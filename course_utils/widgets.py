@@ -19,6 +19,7 @@ from .attention import block_macs
 from .data import Tokenizer, render_shapes, to_float
 from .patchify import patchify
 from .receptive_field import build_stack, effective_receptive_field, erf_std, receptive_field_table, stack_layers
+from .rope import apply_rope, axial_angles, mixed_angles, mixed_frequencies, rope_angles_1d, rope_frequencies
 from .vae import load_vae
 
 
@@ -225,15 +226,14 @@ def adaln_view(model, t: float = 0.5, caption: str = ADALN_CAPTIONS[0], block: i
     "channel", "text"}.
     """
     ids, mask = Tokenizer(model.max_len).encode([caption])
-    side = int(model.pos_embed.shape[0] ** 0.5) * model.patch_size
-    x1 = _example_latent(4 * side)[1]  # (1, 4, side, side)
+    x1 = _example_latent(4 * model.config["input_size"])[1]  # (1, 4, side, side)
     x0 = torch.randn(x1.shape, generator=torch.Generator().manual_seed(seed))
     tt = torch.tensor([t])
     xt = (1 - t) * x0 + t * x1
-    tokens = model.x_embedder(xt) + model.pos_embed  # (1, N, D)
+    tokens, angles = model.embed_patches(xt)  # (1, N, D), rotary angles per block
     c = model.t_embedder(tt) + model.c_embedder(ids, mask)  # (1, D)
-    for previous in model.blocks[:block]:
-        tokens = previous(tokens, c)
+    for previous, rope in zip(model.blocks[:block], angles):
+        tokens = previous(tokens, c, rope)
     target = model.blocks[block]
     m = {k: v[0].clone() for k, v in target.modulation_params(c).items()}
     m["shift_msa"][channel] += shift
@@ -241,7 +241,7 @@ def adaln_view(model, t: float = 0.5, caption: str = ADALN_CAPTIONS[0], block: i
     m["gate_msa"][channel] += gate
     normalised = target.norm1(tokens)[0]  # (N, D)
     modulated = normalised * (1 + m["scale_msa"]) + m["shift_msa"]
-    branch = target.attn(modulated[None])[0]  # (N, D): what attention would add
+    branch = target.attn(modulated[None], rope=angles[block])[0]  # (N, D): what attention would add
     gated = m["gate_msa"] * branch
     gain = 1 + m["scale_msa"]
     order = torch.argsort(gain, descending=True)
@@ -287,7 +287,7 @@ def draw_adaln(view: dict, fig: Figure):
 def adaln_explorer(model, caption: str = ADALN_CAPTIONS[0]) -> Explorer:
     """Sliders for t, block, channel and offsets to its shift / scale / gate; a choice of caption."""
     model = model.eval()
-    dim = model.pos_embed.shape[1]
+    dim = model.config["dim"]
 
     def offset(description):
         return widgets.FloatSlider(value=0.0, min=-2.0, max=2.0, step=0.1, description=description,
@@ -304,3 +304,147 @@ def adaln_explorer(model, caption: str = ADALN_CAPTIONS[0]) -> Explorer:
     }
     rows = [["caption", "t", "block", "channel"], ["shift", "scale", "gate"]]
     return Explorer(lambda **values: adaln_view(model, **values), draw_adaln, controls, figsize=(13, 3.6), rows=rows)
+
+
+# ---- lesson 05: rotary position embeddings --------------------------------------------------------------
+
+
+def rope_1d_view(position: int = 3, pair: int = 0, theta: float = 10_000.0, dim: int = 16, max_offset: int = 32,
+                 seed: int = 0) -> dict:
+    """What the 1D RoPE explorer shows: a query at `position` m, its channel pairs as rotated 2D vectors, and
+    the score q_m . k_n against the offset m - n for a fixed random q and k.
+
+    Returns {"vectors" (dim/2, 2): each pair of the all-(1, 0) query after rotation, "angles" (dim/2,),
+    "offsets" (2 max_offset + 1,), "scores" (query at m), "scores_at_0" (the same offsets, query at 0),
+    "pair_term" (cos(offset * w_pair)), "wavelength", "text"}.
+    """
+    freqs = rope_frequencies(dim, theta)  # (dim/2,)
+    angles = position * freqs
+    unit = torch.tensor([1.0, 0.0]).repeat(dim // 2)  # every pair points along x before rotation
+    vectors = apply_rope(unit[None], angles[None])[0].reshape(-1, 2)  # (dim/2, 2)
+    q, k = torch.randn(2, dim, generator=torch.Generator().manual_seed(seed))
+    offsets = torch.arange(-max_offset, max_offset + 1)
+
+    def score_curve(m):
+        q_rot = apply_rope(q[None], rope_angles_1d(torch.tensor([m]), dim, theta))  # (1, dim)
+        k_rot = apply_rope(k[None].expand(len(offsets), -1), rope_angles_1d(m - offsets, dim, theta))
+        return (k_rot @ q_rot[0]).double()  # (offsets,)
+
+    scores, scores_at_0 = score_curve(position), score_curve(0)
+    gap = (scores - scores_at_0).abs().max().item()
+    wavelength = 2 * np.pi / freqs[pair].item()
+    text = (f"query at position m = {position}, theta {theta:g}, head dim {dim} ({dim // 2} pairs)\n"
+            f"pair {pair}: frequency {freqs[pair]:.4g} rad per position, turned by {angles[pair]:.3f} rad "
+            f"({np.degrees(angles[pair].item()) % 360:.1f} degrees); one full turn every {wavelength:.1f} positions\n"
+            f"score q_m . k_n over offsets m - n: largest change when the query moves from 0 to m: {gap:.1e} "
+            f"(it depends only on m - n)")
+    return {"vectors": vectors.numpy(), "angles": angles.numpy(), "offsets": offsets.numpy(),
+            "scores": scores.numpy(), "scores_at_0": scores_at_0.numpy(),
+            "pair_term": np.cos(offsets.numpy() * freqs[pair].item()), "pair": pair, "position": position,
+            "wavelength": wavelength, "gap": gap, "text": text}
+
+
+def draw_rope_1d(view: dict, fig: Figure):
+    """(a) the query's channel pairs as rotated vectors, (b) score against offset, (c) the chosen pair's term."""
+    ax_vec, ax_score, ax_pair = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.5, 1.5]})
+    circle = np.linspace(0, 2 * np.pi, 200)
+    ax_vec.plot(np.cos(circle), np.sin(circle), color="lightgray", lw=1)
+    for j, (x, y) in enumerate(view["vectors"]):
+        chosen = j == view["pair"]
+        ax_vec.annotate("", (x, y), (0, 0), arrowprops={"arrowstyle": "->", "lw": 2.5 if chosen else 1,
+                                                          "color": "tab:red" if chosen else "tab:blue"})
+    ax_vec.set_xlim(-1.2, 1.2)
+    ax_vec.set_ylim(-1.2, 1.2)
+    ax_vec.set_aspect("equal")
+    ax_vec.set_xticks([])
+    ax_vec.set_yticks([])
+    ax_vec.set_title(f"(a) pairs at m = {view['position']} (red: pair {view['pair']})")
+    ax_score.plot(view["offsets"], view["scores_at_0"], color="lightgray", lw=4, label="query at 0")
+    ax_score.plot(view["offsets"], view["scores"], color="tab:blue", lw=1.2, label=f"query at {view['position']}")
+    ax_score.set_xlabel("offset m - n")
+    ax_score.set_title("(b) score q_m . k_n")
+    ax_score.legend(fontsize=7)
+    ax_pair.plot(view["offsets"], view["pair_term"], color="tab:red")
+    ax_pair.set_xlabel("offset m - n")
+    ax_pair.set_title(f"(c) pair {view['pair']}: cos(offset * w), period {view['wavelength']:.1f}")
+    fig.tight_layout()
+
+
+def rope_1d_explorer(position: int = 3, pair: int = 0, dim: int = 16) -> Explorer:
+    """Sliders for the query position m, the channel pair, and theta."""
+    controls = {
+        "position": _slider("position m", position, 0, 64),
+        "pair": _slider("pair", pair, 0, dim // 2 - 1),
+        "theta": widgets.SelectionSlider(options=[10.0, 100.0, 1000.0, 10000.0], value=10000.0, description="theta",
+                                         continuous_update=False),
+    }
+    return Explorer(lambda **values: rope_1d_view(dim=dim, **values), draw_rope_1d, controls, figsize=(12, 3.6))
+
+
+def _score_map(angles: torch.Tensor, query: int, h: int, w: int) -> np.ndarray:
+    """Score of the query token against every token of the grid, for q = k = all ones; 1 at the query itself."""
+    ones = torch.ones(angles.shape[0], 2 * angles.shape[1])
+    rotated = apply_rope(ones, angles)  # (N, d)
+    return (rotated @ rotated[query] / ones.shape[1]).reshape(h, w).double().numpy()
+
+
+def _separability(score_map: np.ndarray) -> float:
+    """Largest part of a score map that a sum f(row) + g(column) cannot explain (0 for axial RoPE)."""
+    s = score_map
+    return float(np.abs(s - s.mean(1, keepdims=True) - s.mean(0, keepdims=True) + s.mean()).max())
+
+
+def rope_2d_view(row: int = 7, col: int = 7, direction: float = 45.0, kind: str = "both", grid: int = 15,
+                 head_dim: int = 16, theta: float = 100.0) -> dict:
+    """What the 2D RoPE explorer shows: the score map from the query token (row, col) to every token of a
+    grid x grid patch grid, under axial RoPE and under mixed RoPE whose one head points at `direction` degrees.
+
+    Returns {"axial", "mixed": (grid, grid) score maps, "freqs_axial", "freqs_mixed": (head_dim/2, 2) frequency
+    vectors (f_row, f_col), "separability_axial", "separability_mixed", "kind", "query", "text"}.
+    """
+    query = row * grid + col
+    freqs_mixed = mixed_frequencies(head_dim, 1, theta, directions=torch.tensor([np.radians(direction)]))[0]
+    freqs_axial = mixed_frequencies(head_dim, 1, theta, directions=torch.zeros(1))[0]
+    axial = _score_map(axial_angles(grid, grid, head_dim, theta), query, grid, grid)
+    mixed = _score_map(mixed_angles(grid, grid, freqs_mixed), query, grid, grid)
+    sep_a, sep_m = _separability(axial), _separability(mixed)
+    text = (f"query token (row {row}, column {col}) on a {grid}x{grid} grid; head dim {head_dim}, theta {theta:g}\n"
+            f"axial: part of the score map that is not row + column: {sep_a:.3f} (axis-aligned: always 0)\n"
+            f"mixed, direction {direction:.0f} degrees: part that is not row + column: {sep_m:.3f}")
+    return {"axial": axial, "mixed": mixed, "freqs_axial": freqs_axial.numpy(), "freqs_mixed": freqs_mixed.numpy(),
+            "separability_axial": sep_a, "separability_mixed": sep_m, "kind": kind, "query": (row, col),
+            "direction": direction, "text": text}
+
+
+def draw_rope_2d(view: dict, fig: Figure):
+    """Score maps of the chosen kinds (the query marked), then both sets of frequency vectors."""
+    kinds = ["axial", "mixed"] if view["kind"] == "both" else [view["kind"]]
+    axes = fig.subplots(1, len(kinds) + 1)
+    for ax, kind in zip(axes, kinds):
+        ax.imshow(view[kind], cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.plot(view["query"][1], view["query"][0], "k*", markersize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{kind} RoPE: score from the query" + (f" ({view['direction']:.0f} deg)" if kind == "mixed" else ""))
+    ax = axes[-1]
+    for kind, colour in (("axial", "tab:gray"), ("mixed", "tab:red")):
+        for f_row, f_col in view[f"freqs_{kind}"]:
+            ax.annotate("", (f_col, -f_row), (0, 0), arrowprops={"arrowstyle": "->", "color": colour})
+    ax.set_xlim(-1.1, 1.1)
+    ax.set_ylim(-1.1, 1.1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("column frequency (gray: axial, red: mixed)")
+    ax.set_title("frequency vectors, image axes")
+    fig.tight_layout()
+
+
+def rope_2d_explorer(row: int = 7, col: int = 7, direction: float = 45.0, grid: int = 15) -> Explorer:
+    """A choice of axial / mixed / both; sliders for the query row and column and the mixed head's direction."""
+    controls = {
+        "kind": widgets.ToggleButtons(options=["both", "axial", "mixed"], value="both", description="kind"),
+        "row": _slider("query row", row, 0, grid - 1),
+        "col": _slider("query column", col, 0, grid - 1),
+        "direction": widgets.FloatSlider(value=direction, min=0.0, max=180.0, step=5.0, description="direction",
+                                         continuous_update=False),
+    }
+    return Explorer(lambda **values: rope_2d_view(grid=grid, **values), draw_rope_2d, controls, figsize=(12, 3.8))

@@ -151,7 +151,7 @@ def test_rope_dit_has_no_absolute_table_and_mixed_learns_one_direction_set_per_l
     axial, mixed, absolute = dit_tiny(pos="rope_axial"), dit_tiny(pos="rope_mixed"), dit_tiny(pos="absolute")
     assert sum(p.numel() for p in axial.parameters()) == sum(p.numel() for p in absolute.parameters())
     assert mixed.rope.freqs.shape == (4, 4, 16, 2)  # depth, heads, pairs of a 32-channel head, (f_row, f_col)
-    angles = mixed.rope_angles(4, 4)
+    angles = mixed.embed_patches(torch.randn(1, 4, 8, 8))[1]
     assert len(angles) == 4 and not torch.equal(angles[0], angles[1])
     with pytest.raises(ValueError, match="pos must be one of"):
         dit_tiny(pos="learned")

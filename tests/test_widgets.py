@@ -12,6 +12,10 @@ from course_utils.widgets import (
     patch_view,
     receptive_field_explorer,
     receptive_field_view,
+    rope_1d_explorer,
+    rope_1d_view,
+    rope_2d_explorer,
+    rope_2d_view,
 )
 
 
@@ -140,3 +144,43 @@ def test_adaln_explorer_redraws_when_sliders_move():
     assert "channel 7:" in explorer.text.value and explorer.text.value != first_text
     assert [ax.get_title()[:3] for ax in explorer.figure.axes] == ["(a)", "(b)", "(c)"]
     assert explorer.controls["channel"].max == 127 and explorer.controls["block"].max == 1
+
+
+def test_rope_1d_view_rotates_each_pair_by_position_times_frequency():
+    view = rope_1d_view(position=5, pair=2, theta=100.0, dim=8)
+    freqs = 100.0 ** (-np.arange(4) / 4)
+    assert np.allclose(view["vectors"], np.stack([np.cos(5 * freqs), np.sin(5 * freqs)], 1), atol=1e-6)
+    assert np.allclose(view["scores"], view["scores_at_0"], atol=1e-4) and view["gap"] < 1e-4
+    assert view["wavelength"] == pytest.approx(2 * np.pi / freqs[2], rel=1e-5)
+    assert np.allclose(view["pair_term"], np.cos(view["offsets"] * freqs[2]), atol=1e-6)
+    assert "one full turn every 62.8 positions" in view["text"]
+
+
+def test_rope_2d_view_axial_is_axis_aligned_and_mixed_is_oblique():
+    view = rope_2d_view(row=3, col=4, direction=45.0, grid=9)
+    axial, mixed = view["axial"], view["mixed"]
+    assert axial[3, 4] == pytest.approx(1.0) and mixed[3, 4] == pytest.approx(1.0)
+    assert view["separability_axial"] < 1e-5 < 0.1 < view["separability_mixed"]
+    # from a central query the axial map is symmetric under swapping rows and columns; mixed at 30 degrees is not
+    assert np.allclose(rope_2d_view(row=4, col=4, grid=9)["axial"], rope_2d_view(row=4, col=4, grid=9)["axial"].T)
+    tilted = rope_2d_view(row=4, col=4, direction=30.0, grid=9)["mixed"]
+    assert not np.allclose(tilted, tilted.T, atol=1e-3)
+    aligned = rope_2d_view(row=3, col=4, direction=0.0, grid=9)
+    assert np.allclose(aligned["mixed"], aligned["axial"], atol=1e-5)
+
+
+def test_rope_explorers_redraw_when_sliders_move():
+    one = rope_1d_explorer()
+    first = one.image.value
+    one.controls["position"].value = 10
+    assert "position m = 10" in one.text.value and one.image.value != first
+    one.controls["pair"].value = 3
+    assert "pair 3:" in one.text.value and one.figure.axes[2].get_title().startswith("(c) pair 3")
+    two = rope_2d_explorer(grid=9)
+    first = two.image.value
+    two.controls["row"].value = 1
+    assert "(row 1, column 7)" in two.text.value and two.image.value != first
+    two.controls["kind"].value = "axial"
+    assert len(two.figure.axes) == 2 and two.figure.axes[0].get_title().startswith("axial")
+    two.controls["direction"].value = 90.0
+    assert "direction 90 degrees" in two.text.value
