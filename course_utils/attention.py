@@ -5,11 +5,25 @@ softmax(q k^T / sqrt(d)) v. `context` switches to cross-attention (keys and valu
 `rope` angles rotate the queries and keys of self-attention (lesson 05).
 """
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
 from .rope import apply_rope
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned gain (Zhang & Sennrich, 2019): (..., d) -> (..., d). As qk-norm it
+    keeps attention logits bounded (SD3)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
 class Attention(nn.Module):

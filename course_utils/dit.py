@@ -13,7 +13,7 @@ from .attention import Attention, Mlp, ViTBlock, block_macs
 from .data import Tokenizer
 from .embeddings import CaptionEmbedder, TimestepEmbedder, null_caption
 from .patchify import PatchEmbed, sincos_pos_embed_2d, unpatchify
-from .rope import AxialRoPE, MixedRoPE
+from .rope import layer_angles, rotary_for
 
 CONDITIONINGS = ("in_context", "cross_attention", "adaln", "adaln_zero")
 POSITIONS = ("absolute", "rope_axial", "rope_mixed", "none")
@@ -59,8 +59,7 @@ class DiT(nn.Module):
         self.conditioning, self.patch_size, self.in_channels = conditioning, patch_size, in_channels
         self.max_len, self.pos = max_len, pos
         self.x_embedder = PatchEmbed(patch_size, in_channels, dim)
-        self.rope = {"rope_axial": lambda: AxialRoPE(dim // heads),
-                     "rope_mixed": lambda: MixedRoPE(dim // heads, heads, depth)}.get(pos, lambda: None)()
+        self.rope = rotary_for(pos, dim // heads, heads, depth)
         self.t_embedder = TimestepEmbedder(dim)
         self.c_embedder = CaptionEmbedder(vocab_size or len(Tokenizer()), max_len, dim)
         self.word_proj = nn.Linear(self.c_embedder.word.embedding_dim, dim)  # word tokens for in-context / cross-attn
@@ -105,10 +104,7 @@ class DiT(nn.Module):
         tokens = self.x_embedder(x)  # (B, N, D); patchify checks that p divides H and W
         if self.pos == "absolute":
             tokens = tokens + sincos_pos_embed_2d(tokens.shape[-1], h, w).to(tokens)
-        if self.rope is None:
-            return tokens, [None] * len(self.blocks)
-        angles = self.rope(h, w)  # (N, d/2) axial, or (depth, heads, N, d/2) mixed
-        return tokens, list(angles) if self.pos == "rope_mixed" else [angles] * len(self.blocks)
+        return tokens, layer_angles(self.rope, h, w, len(self.blocks))
 
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""

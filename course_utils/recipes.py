@@ -1,7 +1,8 @@
 """How the lesson checkpoints that ship in data/ were trained, and the command that retrains them:
 
     python -m course_utils.recipes unet --steps 6000     # lesson 02, data/unet.pt
-    python -m course_utils.recipes dit --steps 5000      # lesson 04, data/dit.pt
+    python -m course_utils.recipes dit --steps 12000     # lesson 04, data/dit.pt
+    python -m course_utils.recipes mmdit --steps 8000    # lesson 06, data/mmdit.pt
 
 One recipe for every denoiser: caption-conditional flow matching on the train latents, logit-normal times,
 10% null captions for classifier-free guidance, an EMA of the weights; saved in float16.
@@ -17,10 +18,11 @@ from .config import DATA_DIR, get_device
 from .dit import DiT, dit_small
 from .latents import load_latents
 from .metrics import evaluate
+from .mmdit import MMDiT, mmdit_small
 from .train import save_model, train
 from .unet import UNet, unet_small
 
-MODELS = {"unet": (unet_small, UNet), "dit": (dit_small, DiT)}
+MODELS = {"unet": (unet_small, UNet), "dit": (dit_small, DiT), "mmdit": (mmdit_small, MMDiT)}
 
 
 def train_recipe(model, steps: int, seed: int = 0, batch_size: int = 128, lr: float = 2e-3, desc: str = "train"):
@@ -33,7 +35,7 @@ def train_recipe(model, steps: int, seed: int = 0, batch_size: int = 128, lr: fl
 
 
 def load_lesson_model(name: str, device="cpu"):
-    """A shipped lesson checkpoint ("unet" or "dit"), sha256-verified, rebuilt from its config, in eval mode."""
+    """A shipped lesson checkpoint ("unet", "dit" or "mmdit"), sha256-verified, rebuilt from its config, in eval mode."""
     if name not in MODELS:
         raise ValueError(f"unknown lesson model {name!r}; the shipped ones are {sorted(MODELS)}.")
     ckpt = load_shipped(f"{name}.pt")
@@ -57,8 +59,9 @@ def main():
     print(f"trained in {time.time() - start:.0f} s; val loss {history.final_val_loss():.4f}; "
           f"sha256 {register_shipped(f'{args.name}.pt')}")
     for scale in (1.0, 2.0, 3.0, 4.0):
-        result = evaluate(model, n=500, cfg_scale=scale)
-        print(f"cfg {scale}: adherence {result['adherence']:.3f}, Frechet {result['frechet']:.2f}")
+        single, relation = evaluate(model, n=500, cfg_scale=scale), evaluate(model, n=500, mode="relation", cfg_scale=scale)
+        print(f"cfg {scale}: adherence single {single['adherence']:.3f}, two-object {relation['adherence']:.3f}; "
+              f"Frechet {single['frechet']:.2f}, {relation['frechet']:.2f}")
 
 
 if __name__ == "__main__":

@@ -103,3 +103,22 @@ class MixedRoPE(nn.Module):
 
     def forward(self, h: int, w: int) -> torch.Tensor:
         return mixed_angles(h, w, self.freqs)
+
+
+def rotary_for(pos: str, head_dim: int, heads: int, layers: int):
+    """The rotary module a transformer with position encoding `pos` needs: AxialRoPE for "rope_axial", a
+    per-layer MixedRoPE for "rope_mixed", None otherwise."""
+    if pos == "rope_axial":
+        return AxialRoPE(head_dim)
+    if pos == "rope_mixed":
+        return MixedRoPE(head_dim, heads, layers)
+    return None
+
+
+def layer_angles(rope, h: int, w: int, layers: int) -> list:
+    """One angle table per layer on an h x w grid: (h * w, head_dim/2) shared (axial), (heads, h * w, head_dim/2)
+    per layer (mixed), or None for every layer without RoPE."""
+    if rope is None:
+        return [None] * layers
+    angles = rope(h, w)
+    return list(angles) if isinstance(rope, MixedRoPE) else [angles] * layers
