@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from .attention import block_macs
 from .data import Tokenizer, render_shapes, to_float
+from .flow import guided_velocity
 from .patchify import patchify
 from .receptive_field import build_stack, effective_receptive_field, erf_std, receptive_field_table, stack_layers
 from .rope import apply_rope, axial_angles, mixed_angles, mixed_frequencies, rope_angles_1d, rope_frequencies
@@ -448,3 +449,102 @@ def rope_2d_explorer(row: int = 7, col: int = 7, direction: float = 45.0, grid: 
                                          continuous_update=False),
     }
     return Explorer(lambda **values: rope_2d_view(grid=grid, **values), draw_rope_2d, controls, figsize=(12, 3.8))
+
+
+# ---- lesson 06: joint attention in the MMDiT ------------------------------------------------------------
+
+MMDIT_CAPTIONS = ("a red circle above a blue square", "a yellow square to the left of a purple triangle",
+                  "a large cyan circle in the top left", "two small green diamonds")
+
+
+@torch.no_grad()
+def mmdit_attention_view(model, caption: str = MMDIT_CAPTIONS[0], word: int = 1, step: int = 5, layer: int = 0,
+                         steps: int = 10, cfg_scale: float = 2.0, seed: int = 0, vae=None) -> dict:
+    """What the MMDiT attention explorer shows: sample the caption with `steps` Euler steps, stop at `step`, and
+    read the joint attention of `layer` (averaged over heads) between the image patches and caption word `word`.
+
+    Returns {"words", "word", "image" (H, W, 3): the decoded prediction of the clean image at that step,
+    "image_to_word" (h, w): the share of each patch's attention that goes to the word, "word_to_image" (h, w):
+    how the word's own attention spreads over the patches, "text_share": the patches' attention on all text,
+    "t", "text"}.
+    """
+    words = Tokenizer(model.max_len).words(caption)
+    word = min(word, len(words) - 1)
+    ids, mask = Tokenizer(model.max_len).encode([caption])
+    side = model.config["input_size"]
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 4, side, side, generator=gen)
+    null = model.null_condition()
+    times = torch.linspace(0, 1, steps + 1)
+    for t0, t1 in zip(times[:step], times[1 : step + 1]):
+        x = x + guided_velocity(model, x, t0[None], (ids, mask), null, cfg_scale) * (t1 - t0)
+    t = times[step][None]
+    captured = {}
+
+    def keep_first_inputs(module, args, out):  # the conditional pass runs first, then the null caption's
+        captured.setdefault("args", args)
+
+    hook = model.blocks[layer].attn.register_forward_hook(keep_first_inputs)
+    v = guided_velocity(model, x, t, (ids, mask), null, cfg_scale)
+    hook.remove()
+    weights = model.blocks[layer].attn.attention_weights(*captured["args"])[0].mean(0)  # (N + M, N + M), conditional pass
+    grid = side // model.patch_size
+    n = grid * grid
+    column = n + 1 + word  # the begin token sits between the patches and the words
+    image_to_word = weights[:n, column].reshape(grid, grid)
+    word_to_image = weights[column, :n].reshape(grid, grid)
+    text_share = weights[:n, n:].sum(-1).mean().item()
+    clean = x + (1 - t) * v  # the prediction of the data latent at this step
+    image = (load_vae() if vae is None else vae).decode(clean)[0].permute(1, 2, 0).clamp(-1, 1).add(1).div(2).numpy()
+    peak = divmod(int(image_to_word.argmax()), grid)
+    text = (f"caption '{caption}', word {word} '{words[word]}', step {step} of {steps} (t = {t.item():.2f}), "
+            f"layer {layer}\n"
+            f"image patches give {text_share:.1%} of their attention to the caption tokens, "
+            f"{image_to_word.mean():.1%} to '{words[word]}' (most: patch row {peak[0]}, column {peak[1]})\n"
+            f"'{words[word]}' gives {word_to_image.sum():.1%} of its attention to the image patches")
+    return {"words": words, "word": word, "image": image, "image_to_word": image_to_word.numpy(),
+            "word_to_image": word_to_image.numpy(), "text_share": text_share, "t": t.item(), "text": text}
+
+
+def draw_mmdit_attention(view: dict, fig: Figure):
+    """(a) the predicted image, (b) patches -> word attention over it, (c) word -> patches attention over it."""
+    axes = fig.subplots(1, 3)
+    image, side = view["image"], view["image"].shape[0]
+    word = view["words"][view["word"]]
+    axes[0].imshow(image)
+    axes[0].set_title(f"(a) predicted image at t = {view['t']:.2f}")
+    for ax, key, title in ((axes[1], "image_to_word", f"(b) patches attend to '{word}'"),
+                           (axes[2], "word_to_image", f"(c) '{word}' attends to patches")):
+        ax.imshow(image)
+        ax.imshow(view[key], cmap="magma", alpha=0.6, extent=(0, side, side, 0), interpolation="nearest")
+        ax.set_title(title)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+
+
+def mmdit_attention_explorer(model, caption: str = MMDIT_CAPTIONS[0], steps: int = 10) -> Explorer:
+    """A caption (pick one or type one), sliders for the word, the denoising step and the layer."""
+    model = model.eval()
+    vae = load_vae()
+    controls = {
+        "caption": widgets.Combobox(options=MMDIT_CAPTIONS, value=caption, description="caption",
+                                    ensure_option=False, continuous_update=False),
+        "word": _slider("word", 1, 0, model.max_len - 1),
+        "step": _slider("step", steps // 2, 0, steps - 1),
+        "layer": _slider("layer", 0, 0, len(model.blocks) - 1),
+    }
+
+    last = {}
+
+    def compute(**values):
+        try:
+            last["view"] = mmdit_attention_view(model, steps=steps, vae=vae, **values)
+        except ValueError as error:  # a typed caption with an unknown word: say so, keep the last picture
+            if "view" not in last:
+                raise
+            return {**last["view"], "text": str(error)}
+        return last["view"]
+
+    return Explorer(compute, draw_mmdit_attention, controls, figsize=(11, 3.8))

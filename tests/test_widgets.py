@@ -8,6 +8,8 @@ from course_utils.receptive_field import receptive_field
 from course_utils.widgets import (
     adaln_explorer,
     adaln_view,
+    mmdit_attention_explorer,
+    mmdit_attention_view,
     patch_explorer,
     patch_view,
     receptive_field_explorer,
@@ -184,3 +186,38 @@ def test_rope_explorers_redraw_when_sliders_move():
     assert len(two.figure.axes) == 2 and two.figure.axes[0].get_title().startswith("axial")
     two.controls["direction"].value = 90.0
     assert "direction 90 degrees" in two.text.value
+
+
+def _trained_like_mmdit():
+    from course_utils.mmdit import MMDiT
+
+    torch.manual_seed(0)
+    model = MMDiT(dim=32, depth=2, heads=4, text_depth=1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "modulation" in name or "final" in name:
+                p.normal_(0, 0.05)
+    return model.eval()
+
+
+def test_mmdit_attention_view_reads_the_joint_attention_of_the_chosen_word():
+    model = _trained_like_mmdit()
+    view = mmdit_attention_view(model, "a red circle above a blue square", word=1, step=3, layer=1, steps=6)
+    assert view["words"][1] == "red" and view["image"].shape == (32, 32, 3)
+    assert view["image_to_word"].shape == (4, 4) and view["word_to_image"].shape == (4, 4)
+    assert 0 < view["image_to_word"].max() <= view["text_share"] < 1 and 0 < view["word_to_image"].sum() < 1
+    other = mmdit_attention_view(model, "a red circle above a blue square", word=6, step=3, layer=1, steps=6)
+    assert not np.allclose(view["image_to_word"], other["image_to_word"])
+    assert view["t"] == pytest.approx(0.5) and "word 1 'red'" in view["text"]
+    assert mmdit_attention_view(model, "two small green diamonds", word=11, steps=6)["word"] == 3  # clamped
+
+
+def test_mmdit_attention_explorer_redraws_and_reports_unknown_words():
+    explorer = mmdit_attention_explorer(_trained_like_mmdit(), steps=6)
+    first = explorer.image.value
+    explorer.controls["word"].value = 2
+    assert "'circle'" in explorer.view["text"] and explorer.image.value != first
+    explorer.controls["caption"].value = "a red hexagon"
+    assert "unknown word 'hexagon'" in explorer.view["text"]
+    explorer.controls["caption"].value = "two small green diamonds"
+    assert "word 2 'green'" in explorer.view["text"]
