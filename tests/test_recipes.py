@@ -17,10 +17,10 @@ def test_shipped_lesson_models_load_and_follow_the_contract(name, cls):
     assert model(x, torch.rand(2), (ids.expand(2, -1), mask.expand(2, -1))).shape == x.shape
 
 
-@pytest.mark.parametrize("name", ["unet", "dit"])
-def test_shipped_lesson_models_follow_their_captions(name):
+@pytest.mark.parametrize("name,least", [("unet", 0.85), ("dit", 0.8)])
+def test_shipped_lesson_models_follow_their_captions(name, least):
     result = evaluate(load_lesson_model(name), n=100, cfg_scale=2.0, seed=7)
-    assert result["adherence"] > 0.7, result["adherence"]
+    assert result["adherence"] > least, result["adherence"]
 
 
 def test_unknown_lesson_model_is_a_clear_error():
