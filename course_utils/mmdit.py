@@ -108,8 +108,9 @@ class MMDiTBlock(nn.Module):
         self.modulation_x, self.modulation_c = nn.Linear(dim, 6 * dim), nn.Linear(dim, 6 * dim)
 
     def forward(self, x, c, y, mask, rope=None):
-        shift_msa_x, scale_msa_x, gate_msa_x, shift_mlp_x, scale_mlp_x, gate_mlp_x = self.modulation_x(F.silu(y)).chunk(6, -1)
-        shift_msa_c, scale_msa_c, gate_msa_c, shift_mlp_c, scale_mlp_c, gate_mlp_c = self.modulation_c(F.silu(y)).chunk(6, -1)
+        y = F.silu(y)
+        shift_msa_x, scale_msa_x, gate_msa_x, shift_mlp_x, scale_mlp_x, gate_mlp_x = self.modulation_x(y).chunk(6, -1)
+        shift_msa_c, scale_msa_c, gate_msa_c, shift_mlp_c, scale_mlp_c, gate_mlp_c = self.modulation_c(y).chunk(6, -1)
         attn_x, attn_c = self.attn(modulate(self.norm1_x(x), shift_msa_x, scale_msa_x),
                                    modulate(self.norm1_c(c), shift_msa_c, scale_msa_c), mask, rope)
         x = x + gate_msa_x[:, None] * attn_x  # (B, N, D)

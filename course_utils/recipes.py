@@ -35,7 +35,8 @@ def train_recipe(model, steps: int, seed: int = 0, batch_size: int = 128, lr: fl
 
 
 def load_lesson_model(name: str, device="cpu"):
-    """A shipped lesson checkpoint ("unet", "dit" or "mmdit"), sha256-verified, rebuilt from its config, in eval mode."""
+    """A shipped lesson checkpoint ("unet", "dit" or "mmdit"), sha256-verified, rebuilt from its config, in
+    eval mode."""
     if name not in MODELS:
         raise ValueError(f"unknown lesson model {name!r}; the shipped ones are {sorted(MODELS)}.")
     ckpt = load_shipped(f"{name}.pt")
@@ -59,7 +60,8 @@ def main():
     print(f"trained in {time.time() - start:.0f} s; val loss {history.final_val_loss():.4f}; "
           f"sha256 {register_shipped(f'{args.name}.pt')}")
     for scale in (1.0, 2.0, 3.0, 4.0):
-        single, relation = evaluate(model, n=500, cfg_scale=scale), evaluate(model, n=500, mode="relation", cfg_scale=scale)
+        single = evaluate(model, n=500, cfg_scale=scale)
+        relation = evaluate(model, n=500, mode="relation", cfg_scale=scale)
         print(f"cfg {scale}: adherence single {single['adherence']:.3f}, two-object {relation['adherence']:.3f}; "
               f"Frechet {single['frechet']:.2f}, {relation['frechet']:.2f}")
 

@@ -426,7 +426,8 @@ def draw_rope_2d(view: dict, fig: Figure):
         ax.plot(view["query"][1], view["query"][0], "k*", markersize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{kind} RoPE: score from the query" + (f" ({view['direction']:.0f} deg)" if kind == "mixed" else ""))
+        direction = f" ({view['direction']:.0f} deg)" if kind == "mixed" else ""
+        ax.set_title(f"{kind} RoPE: score from the query{direction}")
     ax = axes[-1]
     for kind, colour in (("axial", "tab:gray"), ("mixed", "tab:red")):
         for f_row, f_col in view[f"freqs_{kind}"]:
@@ -487,7 +488,7 @@ def mmdit_attention_view(model, caption: str = MMDIT_CAPTIONS[0], word: int = 1,
     hook = model.blocks[layer].attn.register_forward_hook(keep_first_inputs)
     v = guided_velocity(model, x, t, (ids, mask), null, cfg_scale)
     hook.remove()
-    weights = model.blocks[layer].attn.attention_weights(*captured["args"])[0].mean(0)  # (N + M, N + M), conditional pass
+    weights = model.blocks[layer].attn.attention_weights(*captured["args"])[0].mean(0)  # (N + M, N + M), mean of heads
     grid = side // model.patch_size
     n = grid * grid
     column = n + 1 + word  # the begin token sits between the patches and the words

@@ -66,7 +66,8 @@ def test_joint_attention_equals_an_independent_computation():
 def test_mmdit_is_zero_and_every_block_is_the_identity_at_init():
     torch.manual_seed(0)
     model = mmdit_small()
-    x, t, cond = torch.randn(2, 4, 8, 8), torch.rand(2), captions("two small red circles", "a red circle above a blue square")
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    cond = captions("two small red circles", "a red circle above a blue square")
     assert torch.equal(model(x, t, cond), torch.zeros_like(x))
     tokens, text, mask, y, angles = model.encode(x, t, cond)
     for block, rope in zip(model.blocks, angles):
@@ -130,7 +131,8 @@ def test_mmdit_runs_at_any_grid_size_with_every_position_encoding():
 
 def test_block_macs_match_the_flop_counter():
     model = MMDiT(dim=64, depth=1, heads=4, text_depth=1)
-    tokens, text, mask, y, angles = model.encode(torch.randn(1, 4, 8, 8), torch.rand(1), captions("two small red circles"))
+    x, t = torch.randn(1, 4, 8, 8), torch.rand(1)
+    tokens, text, mask, y, angles = model.encode(x, t, captions("two small red circles"))
     with math_attention(), FlopCounterMode(display=False) as counter:
         model.blocks[0](tokens, text, y, torch.ones_like(mask), angles[0])
     assert counter.get_total_flops() == 2 * model.gflops() * 1e9

@@ -6,8 +6,17 @@ import torch
 from course_utils.attention import Attention
 from course_utils.data import Tokenizer
 from course_utils.dit import POSITIONS, dit_tiny
-from course_utils.rope import (AxialRoPE, MixedRoPE, apply_rope, axial_angles, grid_positions, mixed_angles,
-                               mixed_frequencies, rope_angles_1d, rope_frequencies)
+from course_utils.rope import (
+    AxialRoPE,
+    MixedRoPE,
+    apply_rope,
+    axial_angles,
+    grid_positions,
+    mixed_angles,
+    mixed_frequencies,
+    rope_angles_1d,
+    rope_frequencies,
+)
 
 
 def complex_rope(x, angles):
@@ -55,7 +64,8 @@ def test_2d_scores_depend_only_on_the_relative_offset(kind):
     pos = grid_positions(h, w).long().tolist()
     index = {tuple(p): i for i, p in enumerate(pos)}
     q, k = torch.randn(2, 16)
-    for (r1, c1), (r2, c2), (dr, dc) in [((0, 0), (3, 5), (2, 1)), ((4, 2), (1, 7), (3, -1)), ((8, 8), (5, 8), (-5, -8))]:
+    cases = [((0, 0), (3, 5), (2, 1)), ((4, 2), (1, 7), (3, -1)), ((8, 8), (5, 8), (-5, -8))]
+    for (r1, c1), (r2, c2), (dr, dc) in cases:
         a = scores(q, k, angles[index[r1, c1]], angles[index[r2, c2]])
         b = scores(q, k, angles[index[r1 + dr, c1 + dc]], angles[index[r2 + dr, c2 + dc]])
         assert a == pytest.approx(b, abs=1e-4)
@@ -66,7 +76,8 @@ def test_axial_is_two_1d_rotations_on_the_channel_halves():
     x = torch.randn(2, 4, 5 * 6, 16)
     rows, cols = torch.arange(5).repeat_interleave(6).double(), torch.arange(6).repeat(5).double()
     freqs = 100.0 ** (-torch.arange(4, dtype=torch.float64) / 4)  # 1D RoPE on 8 channels, theta 100
-    expected = torch.cat([complex_rope(x[..., :8], rows[:, None] * freqs), complex_rope(x[..., 8:], cols[:, None] * freqs)], -1)
+    expected = torch.cat([complex_rope(x[..., :8], rows[:, None] * freqs),
+                          complex_rope(x[..., 8:], cols[:, None] * freqs)], -1)
     assert torch.allclose(apply_rope(x, AxialRoPE(16)(5, 6)).double(), expected, atol=1e-5)
 
 
@@ -80,7 +91,8 @@ def test_mixed_with_axis_aligned_frequencies_equals_axial():
     angles = rope(4, 7)
     assert angles.shape == (3, 2, 28, 8)
     assert torch.allclose(angles, axial_angles(4, 7, 16).expand_as(angles), atol=1e-6)
-    assert torch.allclose(mixed_frequencies(16, 2, theta=100.0, directions=torch.zeros(2)), aligned.expand(2, 8, 2), atol=1e-6)
+    axis_aligned = mixed_frequencies(16, 2, theta=100.0, directions=torch.zeros(2))
+    assert torch.allclose(axis_aligned, aligned.expand(2, 8, 2), atol=1e-6)
 
 
 def test_axial_score_map_is_separable_and_a_diagonal_mixed_one_is_not():
