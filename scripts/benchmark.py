@@ -1,9 +1,12 @@
-"""Time the pieces students wait on: data generation, the latent cache, the VAE and the judge.
+"""Time the pieces students wait on: data generation, the latent cache, the VAE and the judge; training steps
+of the lesson models and explorer redraws.
 
-    python scripts/benchmark.py            # prints one line per measurement
+    python scripts/benchmark.py            # everything, one line per measurement
+    python scripts/benchmark.py models     # only the training steps and the explorers
 """
 
 import shutil
+import sys
 import tempfile
 import time
 
@@ -25,7 +28,38 @@ def timed(label, fn, repeat=1):
     return out
 
 
+def models():
+    from course_utils.dit import dit_small, dit_tiny
+    from course_utils.flow import flow_matching_loss
+    from course_utils.mmdit import mmdit_small
+    from course_utils.recipes import load_lesson_model
+    from course_utils.unet import unet_small
+    from course_utils.widgets import mmdit_attention_explorer, rope_1d_explorer, rope_2d_explorer
+
+    torch.set_num_threads(2)
+    data = load_latents("train")
+    batch = data.latents[:128], (data.ids[:128], data.mask[:128])
+    builders = {"U-Net (lesson 02)": unet_small, "DiT-tiny, axial RoPE (lesson 05)": lambda: dit_tiny(pos="rope_axial"),
+                "DiT adaLN-Zero (lesson 04)": dit_small, "MMDiT (lesson 06)": mmdit_small}
+    for name, build in builders.items():
+        model = build()
+
+        def step(model=model):
+            flow_matching_loss(model, *batch).backward()
+
+        step()
+        timed(f"training step, batch 128: {name}", step, repeat=5)
+    one, two = rope_1d_explorer(), rope_2d_explorer()
+    timed("1D RoPE explorer redraw", lambda: one.controls["position"].set_trait("value", one.view["position"] + 1), 3)
+    timed("2D RoPE explorer redraw", lambda: two.controls["row"].set_trait("value", (two.view["query"][0] + 1) % 15), 3)
+    attention = mmdit_attention_explorer(load_lesson_model("mmdit"))
+    timed("MMDiT attention explorer redraw (10 sampling steps)",
+          lambda: attention.controls["step"].set_trait("value", (attention.controls["step"].value + 1) % 10), 3)
+
+
 def main():
+    if sys.argv[1:] == ["models"]:
+        return models()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     torch.set_num_threads(1)
     timed("render 50,000 images at 32x32 (1 thread)", lambda: render_shapes(50_000, seed=0))
@@ -40,6 +74,7 @@ def main():
         acc = attribute_accuracy(judge, n=1000, size=size)
         print(f"judge accuracy at {size}x{size}: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
 
+    models()
     import os
 
     cache = tempfile.mkdtemp()
