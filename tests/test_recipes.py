@@ -3,11 +3,12 @@ import torch
 
 from course_utils.dit import DiT
 from course_utils.metrics import evaluate
+from course_utils.mmdit import MMDiT
 from course_utils.recipes import load_lesson_model
 from course_utils.unet import UNet
 
 
-@pytest.mark.parametrize("name,cls", [("unet", UNet), ("dit", DiT)])
+@pytest.mark.parametrize("name,cls", [("unet", UNet), ("dit", DiT), ("mmdit", MMDiT)])
 def test_shipped_lesson_models_load_and_follow_the_contract(name, cls):
     model = load_lesson_model(name)
     assert isinstance(model, cls) and not model.training
@@ -17,8 +18,8 @@ def test_shipped_lesson_models_load_and_follow_the_contract(name, cls):
     assert model(x, torch.rand(2), (ids.expand(2, -1), mask.expand(2, -1))).shape == x.shape
 
 
-@pytest.mark.parametrize("name,least", [("unet", 0.85), ("dit", 0.8)])
-def test_shipped_lesson_models_follow_their_captions(name, least):
+@pytest.mark.parametrize("name,least", [("unet", 0.85), ("dit", 0.8), ("mmdit", 0.8)])
+def test_shipped_lesson_models_follow_single_object_captions(name, least):
     result = evaluate(load_lesson_model(name), n=100, cfg_scale=2.0, seed=7)
     assert result["adherence"] > least, result["adherence"]
 
