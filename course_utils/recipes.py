@@ -2,7 +2,7 @@
 
     python -m course_utils.recipes unet --steps 6000     # lesson 02, data/unet.pt
     python -m course_utils.recipes dit --steps 12000     # lesson 04, data/dit.pt
-    python -m course_utils.recipes mmdit --steps 8000    # lesson 06, data/mmdit.pt
+    python -m course_utils.recipes mmdit --steps 7000    # lesson 06, data/mmdit.pt
 
 One recipe for every denoiser: caption-conditional flow matching on the train latents, logit-normal times,
 10% null captions for classifier-free guidance, an EMA of the weights; saved in float16.
