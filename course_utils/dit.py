@@ -12,7 +12,7 @@ from .adaln import AdaLN, AdaLNBlock
 from .attention import Attention, Mlp, ViTBlock, block_macs
 from .data import Tokenizer
 from .embeddings import CaptionEmbedder, TimestepEmbedder, null_caption
-from .patchify import PatchEmbed, sincos_pos_embed_2d, unpatchify
+from .patchify import PatchEmbed, patch_tokens, unpatchify
 from .rope import layer_angles, rotary_for
 
 CONDITIONINGS = ("in_context", "cross_attention", "adaln", "adaln_zero")
@@ -98,18 +98,13 @@ class DiT(nn.Module):
     def embed_patches(self, x) -> tuple:
         """x (B, C, H, W) -> patch tokens (B, N, D) with absolute positions added if pos is "absolute", and the
         rotary angles of each block (a list of None without RoPE); N = (H/p)(W/p) for any H, W divisible by p."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"this DiT takes latents (B, {self.in_channels}, H, W), got {tuple(x.shape)}.")
-        h, w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
-        tokens = self.x_embedder(x)  # (B, N, D); patchify checks that p divides H and W
-        if self.pos == "absolute":
-            tokens = tokens + sincos_pos_embed_2d(tokens.shape[-1], h, w).to(tokens)
+        tokens, h, w = patch_tokens(x, self.x_embedder, self.in_channels, self.pos == "absolute", "DiT")
         return tokens, layer_angles(self.rope, h, w, len(self.blocks))
 
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
         tokens, angles = self.embed_patches(x)  # (B, N, D), one rotary angle table (or None) per block
-        b, c, h, w = x.shape
+        c, h, w = x.shape[1:]
         p = self.patch_size
         ids, mask = cond
         c_vec = self.t_embedder(t) + self.c_embedder(ids, mask)  # (B, D)

@@ -14,7 +14,7 @@ from .adaln import AdaLN, modulate
 from .attention import Mlp, RMSNorm, ViTBlock, block_macs
 from .data import Tokenizer
 from .embeddings import TimestepEmbedder, null_caption
-from .patchify import PatchEmbed, sincos_pos_embed_2d, unpatchify
+from .patchify import PatchEmbed, patch_tokens, unpatchify
 from .rope import apply_rope, layer_angles, rotary_for
 
 POSITIONS = ("rope_axial", "rope_mixed", "absolute")
@@ -166,12 +166,7 @@ class MMDiT(nn.Module):
     def encode(self, x, t, cond) -> tuple:
         """Everything the blocks take: image tokens (B, N, D), text tokens (B, 1 + L, D), their mask, y (B, D),
         and one rotary angle table per block (None without RoPE)."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"this MMDiT takes latents (B, {self.in_channels}, H, W), got {tuple(x.shape)}.")
-        h, w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
-        tokens = self.x_embedder(x)  # (B, N, D); patchify checks that p divides H and W
-        if self.pos == "absolute":
-            tokens = tokens + sincos_pos_embed_2d(tokens.shape[-1], h, w).to(tokens)
+        tokens, h, w = patch_tokens(x, self.x_embedder, self.in_channels, self.pos == "absolute", "MMDiT")
         text, mask, pooled = self.text_encoder(*cond)  # (B, 1 + L, D), (B, 1 + L), (B, D)
         y = self.t_embedder(t) + self.pooled_embedder(pooled)  # (B, D)
         return tokens, text, mask, y, layer_angles(self.rope, h, w, len(self.blocks))
@@ -182,7 +177,7 @@ class MMDiT(nn.Module):
         for block, rope in zip(self.blocks, angles):
             tokens, text = block(tokens, text, y, mask, rope)  # (B, N, D), (B, 1 + L, D)
         out = self.final_linear(self.final_norm(tokens, y))  # (B, N, p*p*C)
-        b, c, h, w = x.shape
+        c, h, w = x.shape[1:]
         return unpatchify(out, self.patch_size, h // self.patch_size, w // self.patch_size, c)  # (B, C, H, W)
 
     def gflops(self) -> float:

@@ -45,6 +45,18 @@ class PatchEmbed(nn.Module):
         return self.proj(patchify(x, self.patch_size))  # (B, N, dim)
 
 
+def patch_tokens(x: torch.Tensor, embedder: PatchEmbed, in_channels: int, absolute: bool, model: str) -> tuple:
+    """x (B, C, H, W) -> tokens (B, N, D) and the patch grid (h, w), with the 2D sine-cosine table added if
+    `absolute`; any H, W divisible by the patch size. `model` names the caller in the error."""
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"this {model} takes latents (B, {in_channels}, H, W), got {tuple(x.shape)}.")
+    h, w = x.shape[2] // embedder.patch_size, x.shape[3] // embedder.patch_size
+    tokens = embedder(x)  # (B, N, D); patchify checks that p divides H and W
+    if absolute:
+        tokens = tokens + sincos_pos_embed_2d(tokens.shape[-1], h, w).to(tokens)
+    return tokens, h, w
+
+
 def sincos_1d(dim: int, positions: torch.Tensor, max_period: float = 10_000.0) -> torch.Tensor:
     """positions (N,) -> (N, dim): [sin(pos * w_i), cos(pos * w_i)], w_i = max_period^(-i / (dim/2))."""
     if dim % 2:
