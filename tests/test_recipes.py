@@ -4,7 +4,8 @@ import torch
 from course_utils.dit import DiT
 from course_utils.metrics import evaluate
 from course_utils.mmdit import MMDiT
-from course_utils.recipes import load_lesson_model
+from course_utils.data import MODES
+from course_utils.recipes import load_lesson_model, mode_sample_weights
 from course_utils.unet import UNet
 
 
@@ -27,3 +28,10 @@ def test_shipped_lesson_models_follow_single_object_captions(name, least):
 def test_unknown_lesson_model_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown lesson model 'gan'"):
         load_lesson_model("gan")
+
+
+def test_mode_weights_give_each_sample_its_scene_modes_weight():
+    scenes = torch.tensor([[MODES.index(m), -1] for m in ("single", "relation", "pair", "relation")])
+    assert mode_sample_weights(scenes, {"relation": 2.5}).tolist() == [1.0, 2.5, 1.0, 2.5]
+    with pytest.raises(ValueError, match="unknown scene mode"):
+        mode_sample_weights(scenes, {"relations": 2.0})

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from course_utils.train import load_model, save_model, train, validation_loss
+from course_utils.train import load_model, lr_factor, save_model, train, validation_loss
 
 
 class ClassDenoiser(nn.Module):
@@ -84,6 +84,48 @@ def test_text_conditions_are_indexed_per_sample():
     ids = torch.randint(1, 10, (40, 5))
     history = train(TextModel(), torch.randn(40, 2, 2, 2), (ids, ids > 2), steps=3, batch_size=8)
     assert len(history.train_loss) == 3
+
+
+def test_cosine_schedule_warms_up_then_falls_to_zero():
+    steps, warmup = 1000, 100
+    factors = [lr_factor(s, steps, warmup, "cosine") for s in range(steps)]
+    assert factors[0] == pytest.approx(0.01) and factors[warmup - 1] == pytest.approx(1.0)
+    assert factors[warmup + (steps - warmup) // 2 - 1] == pytest.approx(0.5)
+    assert factors[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(factors[warmup - 1 :], factors[warmup:]))
+    assert [lr_factor(s, steps, warmup, "constant") for s in (0, 99, 999)] == [0.01, 1.0, 1.0]
+
+
+def test_sample_weights_decide_which_samples_are_drawn():
+    class Recorder(ClassDenoiser):
+        seen = []
+
+        def forward(self, x, t, cond):
+            self.seen.append(cond.clone())
+            return super().forward(x, t, cond)
+
+    x, y = toy_data()
+    weights = (y == 2).float()  # only class 2 may be drawn
+    train(Recorder(), x, y, steps=5, batch_size=32, sample_weights=weights)
+    assert torch.cat(Recorder.seen).eq(2).all()
+
+
+def test_bad_training_options_are_clear_errors():
+    x, y = toy_data(64)
+    with pytest.raises(ValueError, match="lr_decay must be one of"):
+        train(ClassDenoiser(), x, y, steps=2, lr_decay="linear")
+    with pytest.raises(ValueError, match=r"sample_weights must be \(64,\) non-negative"):
+        train(ClassDenoiser(), x, y, steps=2, sample_weights=torch.ones(10))
+    with pytest.raises(ValueError, match="non-negative"):
+        train(ClassDenoiser(), x, y, steps=2, sample_weights=-torch.ones(64))
+
+
+def test_callback_runs_after_every_validation():
+    x, y = toy_data()
+    calls = []
+    train(ClassDenoiser(), x, y, steps=30, batch_size=32, val=(x[:64], y[:64]), val_every=10,
+          callback=lambda step, history: calls.append((step, len(history.val_loss))))
+    assert calls == [(10, 1), (20, 2), (30, 3)]
 
 
 def test_checkpoint_round_trip(tmp_path):
