@@ -147,6 +147,32 @@ def matches_record(objects: list, record: dict) -> bool:
     return False
 
 
+def two_object_funnel(scenes: dict, records: list) -> dict:
+    """Where two-object (relation) images go wrong, as fractions of all images, each step a subset of the last:
+    "two objects" read; both "colours" of the caption among them; both "shapes" too; "bound": one object has the
+    first colour and shape, the other the second's; "relation" holds as well (this last one is the adherence)."""
+    if any(rec["mode"] != "relation" for rec in records):
+        raise ValueError("two_object_funnel scores relation-mode records only (captions with two objects).")
+    counts = dict.fromkeys(("two objects", "colours", "shapes", "bound", "relation"), 0)
+    for i, rec in enumerate(records):
+        objects, (a, b) = scene_objects(scenes, i), rec["objects"]
+        if len(objects) != 2:
+            continue
+        orders = (objects, objects[::-1])
+        checks = {
+            "two objects": True,
+            "colours": any(x["colour"] == a["colour"] and y["colour"] == b["colour"] for x, y in orders),
+            "shapes": any(x["shape"] == a["shape"] and y["shape"] == b["shape"] for x, y in orders),
+            "bound": any(all(x[k] == a[k] and y[k] == b[k] for k in ("colour", "shape")) for x, y in orders),
+            "relation": matches_record(objects, rec),
+        }
+        for name in counts:  # a funnel: stop at the first check that fails
+            if not checks[name]:
+                break
+            counts[name] += 1
+    return {name: count / len(records) for name, count in counts.items()}
+
+
 def _adherence(scenes: dict, records: list) -> float:
     return sum(matches_record(scene_objects(scenes, i), rec) for i, rec in enumerate(records)) / len(records)
 

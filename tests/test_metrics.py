@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from course_utils.data import render_shapes, to_float
 from course_utils.metrics import (
+    ATTRIBUTES,
     attribute_accuracy,
     frechet_distance,
     load_judge,
@@ -11,6 +12,7 @@ from course_utils.metrics import (
     pair_consistency,
     prompt_adherence,
     read_scenes,
+    two_object_funnel,
 )
 
 
@@ -67,6 +69,38 @@ def test_matches_record_follows_the_caption_grammar():
     pair = {"mode": "pair", "relation": None, "objects": [a, {**a, "row": 2, "col": 2}]}
     assert matches_record([a, {**a, "row": 2, "col": 2}], pair)
     assert not matches_record([a, {**a, "colour": "green"}], pair)
+
+
+def scenes_of(images: list) -> dict:
+    """Judge readings written by hand: one list of objects per image."""
+    scenes = {"present": torch.zeros(len(images), 3, 3, dtype=torch.bool)}
+    scenes.update({name: torch.zeros(len(images), 3, 3, dtype=torch.long) for name in ATTRIBUTES})
+    for i, objects in enumerate(images):
+        for o in objects:
+            scenes["present"][i, o["row"], o["col"]] = True
+            for name, values in ATTRIBUTES.items():
+                scenes[name][i, o["row"], o["col"]] = values.index(o[name])
+    return scenes
+
+
+def test_two_object_funnel_says_where_two_object_images_go_wrong():
+    a = {"shape": "circle", "colour": "red", "size": "large", "row": 0, "col": 0}
+    b = {"shape": "square", "colour": "blue", "size": "small", "row": 2, "col": 1}
+    record = {"mode": "relation", "relation": "above", "objects": [a, b]}
+    readings = [
+        [a, b],  # right
+        [{**a, "row": 2}, {**b, "row": 0, "col": 2}],  # right objects, relation reversed
+        [{**a, "shape": "square"}, {**b, "shape": "circle"}],  # shapes swapped between the objects
+        [a, {**b, "shape": "circle"}],  # a shape missing
+        [{**a, "colour": "green"}, b],  # a colour missing
+        [a],  # one object
+    ]
+    funnel = two_object_funnel(scenes_of(readings), [record] * len(readings))
+    expected = {"two objects": 5, "colours": 4, "shapes": 3, "bound": 2, "relation": 1}
+    assert funnel == pytest.approx({k: v / 6 for k, v in expected.items()})
+    single = {"mode": "single", "relation": None, "objects": [a]}
+    with pytest.raises(ValueError, match="relation-mode records only"):
+        two_object_funnel(scenes_of([[a]]), [single])
 
 
 def test_read_scenes_accepts_uint8_and_float_and_rejects_bad_shapes(judge):
