@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 STAMP = VENV / ".course-installed"
-PYTEST_ARGS = ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=600", "tests", "notebooks"]
+PYTEST_ARGS = ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=600", "--durations=10", "tests", "notebooks"]
 
 
 def run(*cmd, env=None):

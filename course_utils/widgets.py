@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .attention import block_macs
 from .data import Tokenizer, render_shapes, to_float
-from .flow import guided_velocity
+from .flow import euler_sample, guided_velocity
 from .patchify import patchify
 from .receptive_field import build_stack, effective_receptive_field, erf_std, receptive_field_table, stack_layers
 from .rope import apply_rope, axial_angles, mixed_angles, mixed_frequencies, rope_angles_1d, rope_frequencies
@@ -458,11 +458,20 @@ MMDIT_CAPTIONS = ("a red circle above a blue square", "a yellow square to the le
                   "a large cyan circle in the top left", "two small green diamonds")
 
 
+def guided_trajectory(model, caption: str, steps: int = 10, cfg_scale: float = 2.0, seed: int = 0) -> torch.Tensor:
+    """Euler sampling of one caption with CFG from seeded noise: the latent at every step, (steps + 1, 1, C, s, s)."""
+    side = model.config["input_size"]
+    noise = torch.randn(1, model.in_channels, side, side, generator=torch.Generator().manual_seed(seed))
+    return euler_sample(model, noise, Tokenizer(model.max_len).encode([caption]), steps, model.null_condition(),
+                        cfg_scale, return_trajectory=True)
+
+
 @torch.no_grad()
 def mmdit_attention_view(model, caption: str = MMDIT_CAPTIONS[0], word: int = 1, step: int = 5, layer: int = 0,
-                         steps: int = 10, cfg_scale: float = 2.0, seed: int = 0, vae=None) -> dict:
+                         steps: int = 10, cfg_scale: float = 2.0, seed: int = 0, vae=None, trajectory=None) -> dict:
     """What the MMDiT attention explorer shows: sample the caption with `steps` Euler steps, stop at `step`, and
     read the joint attention of `layer` (averaged over heads) between the image patches and caption word `word`.
+    trajectory: the caption's guided_trajectory with these steps, cfg_scale and seed, if already computed.
 
     Returns {"words", "word", "image" (H, W, 3): the decoded prediction of the clean image at that step,
     "image_to_word" (h, w): the share of each patch's attention that goes to the word, "word_to_image" (h, w):
@@ -472,13 +481,9 @@ def mmdit_attention_view(model, caption: str = MMDIT_CAPTIONS[0], word: int = 1,
     words = Tokenizer(model.max_len).words(caption)
     word = min(word, len(words) - 1)
     ids, mask = Tokenizer(model.max_len).encode([caption])
-    side = model.config["input_size"]
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, 4, side, side, generator=gen)
-    null = model.null_condition()
-    times = torch.linspace(0, 1, steps + 1)
-    for t0, t1 in zip(times[:step], times[1 : step + 1]):
-        x = x + guided_velocity(model, x, t0[None], (ids, mask), null, cfg_scale) * (t1 - t0)
+    if trajectory is None:
+        trajectory = guided_trajectory(model, caption, steps, cfg_scale, seed)
+    x, null, times = trajectory[step], model.null_condition(), torch.linspace(0, 1, steps + 1)
     t = times[step][None]
     captured = {}
 
@@ -489,7 +494,7 @@ def mmdit_attention_view(model, caption: str = MMDIT_CAPTIONS[0], word: int = 1,
     v = guided_velocity(model, x, t, (ids, mask), null, cfg_scale)
     hook.remove()
     weights = model.blocks[layer].attn.attention_weights(*captured["args"])[0].mean(0)  # (N + M, N + M), mean of heads
-    grid = side // model.patch_size
+    grid = x.shape[-1] // model.patch_size
     n = grid * grid
     column = n + 1 + word  # the begin token sits between the patches and the words
     image_to_word = weights[:n, column].reshape(grid, grid)
@@ -537,11 +542,14 @@ def mmdit_attention_explorer(model, caption: str = MMDIT_CAPTIONS[0], steps: int
         "layer": _slider("layer", 0, 0, len(model.blocks) - 1),
     }
 
-    last = {}
+    last, trajectories = {}, {}  # one sampling run per caption: the word, step and layer sliders only read it
 
-    def compute(**values):
+    def compute(caption, **values):
         try:
-            last["view"] = mmdit_attention_view(model, steps=steps, vae=vae, **values)
+            if caption not in trajectories:
+                trajectories[caption] = guided_trajectory(model, caption, steps)
+            last["view"] = mmdit_attention_view(model, caption, steps=steps, vae=vae,
+                                                trajectory=trajectories[caption], **values)
         except ValueError as error:  # a typed caption with an unknown word: say so, keep the last picture
             if "view" not in last:
                 raise

@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from course_utils.data import Tokenizer
+from course_utils.flow import euler_sample
 from course_utils.receptive_field import receptive_field
 from course_utils.widgets import (
     adaln_explorer,
     adaln_view,
+    guided_trajectory,
     mmdit_attention_explorer,
     mmdit_attention_view,
     patch_explorer,
@@ -210,6 +213,18 @@ def test_mmdit_attention_view_reads_the_joint_attention_of_the_chosen_word():
     assert not np.allclose(view["image_to_word"], other["image_to_word"])
     assert view["t"] == pytest.approx(0.5) and "word 1 'red'" in view["text"]
     assert mmdit_attention_view(model, "two small green diamonds", word=11, steps=6)["word"] == 3  # clamped
+
+
+def test_mmdit_attention_view_reuses_a_trajectory_without_changing_the_view():
+    model = _trained_like_mmdit()
+    caption = "a red circle above a blue square"
+    path = guided_trajectory(model, caption, steps=6, cfg_scale=2.0, seed=3)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    final = euler_sample(model, noise, Tokenizer().encode([caption]), 6, model.null_condition(), 2.0)
+    assert path.shape == (7, 1, 4, 8, 8) and torch.allclose(path[-1], final)
+    fresh = mmdit_attention_view(model, caption, word=2, step=4, layer=1, steps=6, seed=3)
+    reused = mmdit_attention_view(model, caption, word=2, step=4, layer=1, steps=6, seed=3, trajectory=path)
+    assert all(np.array_equal(fresh[k], reused[k]) for k in ("image", "image_to_word", "word_to_image"))
 
 
 def test_mmdit_attention_explorer_redraws_and_reports_unknown_words():
