@@ -53,8 +53,12 @@ def models():
     timed("1D RoPE explorer redraw", lambda: one.controls["position"].set_trait("value", one.view["position"] + 1), 3)
     timed("2D RoPE explorer redraw", lambda: two.controls["row"].set_trait("value", (two.view["query"][0] + 1) % 15), 3)
     attention = mmdit_attention_explorer(load_lesson_model("mmdit"))
-    timed("MMDiT attention explorer redraw (10 sampling steps)",
+    timed("MMDiT attention explorer redraw, step slider",
           lambda: attention.controls["step"].set_trait("value", (attention.controls["step"].value + 1) % 10), 3)
+    captions = iter(["a red circle below a blue square", "a green square above a white circle", "a cyan circle"
+                     " to the left of an orange diamond"])
+    timed("MMDiT attention explorer redraw, new caption (samples it)",
+          lambda: attention.controls["caption"].set_trait("value", next(captions)), 3)
 
 
 def main():
