@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from course_utils.dit import DiT
-from course_utils.metrics import evaluate
+from course_utils.metrics import evaluate, load_judge, read_scenes, two_object_funnel
 from course_utils.mmdit import MMDiT
 from course_utils.data import MODES
 from course_utils.recipes import load_lesson_model, mode_sample_weights
@@ -19,10 +19,16 @@ def test_shipped_lesson_models_load_and_follow_the_contract(name, cls):
     assert model(x, torch.rand(2), (ids.expand(2, -1), mask.expand(2, -1))).shape == x.shape
 
 
-@pytest.mark.parametrize("name,least", [("unet", 0.85), ("dit", 0.8), ("mmdit", 0.8)])
+@pytest.mark.parametrize("name,least", [("unet", 0.85), ("dit", 0.8), ("mmdit", 0.9)])
 def test_shipped_lesson_models_follow_single_object_captions(name, least):
     result = evaluate(load_lesson_model(name), n=100, cfg_scale=2.0, seed=7)
     assert result["adherence"] > least, result["adherence"]
+
+
+def test_shipped_mmdit_draws_two_objects_in_their_colours():
+    result = evaluate(load_lesson_model("mmdit"), n=100, mode="relation", cfg_scale=2.0, seed=7)
+    funnel = two_object_funnel(read_scenes(load_judge(), result["images"]), result["records"])
+    assert funnel["colours"] > 0.7 and result["adherence"] > 0.05, funnel
 
 
 def test_unknown_lesson_model_is_a_clear_error():
