@@ -1,11 +1,11 @@
 """Real-browser harness for widget notebooks: a throwaway JupyterLab server driven by headless Chromium.
 
-`jupyter_lab_page` runs every cell of a notebook and hands the playwright page to the test.
+`jupyter_lab_page` runs a notebook up to its last explorer and hands the playwright page to the test.
 """
 
+import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -102,9 +102,18 @@ def run_all_cells(page: Page) -> None:
     expect(page.locator(".jp-InputPrompt", has_text="[*]")).to_have_count(0, timeout=RUN_TIMEOUT_MS)
 
 
+def copy_up_to_last_explorer(notebook: Path, target: Path) -> None:
+    """Copy `notebook` without the cells after its last explorer: nbval runs those, and the browser test only
+    needs the lesson up to its explorers."""
+    nb = json.loads(notebook.read_text())
+    last = max(i for i, cell in enumerate(nb["cells"]) if "explorer(" in "".join(cell["source"]))
+    target.write_text(json.dumps({**nb, "cells": nb["cells"][: last + 1]}, indent=1))
+
+
 @contextmanager
 def jupyter_lab_page(notebook: Path, tmp_path: Path, name: str | None = None) -> Iterator[Page]:
-    """Open a copy of `notebook` in JupyterLab in headless Chromium, run all cells and yield the page.
+    """Open a copy of `notebook` (up to its last explorer) in JupyterLab in headless Chromium, run all cells and
+    yield the page.
 
     On exit a screenshot goes to test-artifacts/<name>.png (default: the notebook's stem), then the
     browser, the server and its kernels are stopped, even when the test failed.
@@ -114,7 +123,7 @@ def jupyter_lab_page(notebook: Path, tmp_path: Path, name: str | None = None) ->
 
     root = tmp_path / "lab"
     root.mkdir()
-    shutil.copy(notebook, root / notebook.name)
+    copy_up_to_last_explorer(notebook, root / notebook.name)
     server, port = _start_lab(tmp_path)
     try:
         with sync_playwright() as playwright:
