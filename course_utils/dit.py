@@ -98,7 +98,7 @@ class DiT(nn.Module):
     def embed_patches(self, x) -> tuple:
         """x (B, C, H, W) -> patch tokens (B, N, D) with absolute positions added if pos is "absolute", and the
         rotary angles of each block (a list of None without RoPE); N = (H/p)(W/p) for any H, W divisible by p."""
-        tokens, h, w = patch_tokens(x, self.x_embedder, self.in_channels, self.pos == "absolute", "DiT")
+        tokens, h, w = patch_tokens(x, self.x_embedder, self.pos == "absolute", "DiT")
         return tokens, layer_angles(self.rope, h, w, len(self.blocks))
 
     def forward(self, x, t, cond):

@@ -295,7 +295,8 @@ def evaluate(model, n: int = 500, mode: str = "single", steps: int = 25, cfg_sca
              size: int = 32, vae=None, judge: Judge = None) -> dict:
     """Generate n images for fresh captions of one mode and score them.
 
-    Returns {"adherence", "frechet", "pair_consistency" (pair mode only), "images", "captions", "records"}.
+    Returns {"adherence", "frechet", "pair_consistency" (pair mode only), "images", "captions", "records",
+    "scenes" (the judge's reading of the images, for two_object_funnel)}.
     The captions come from seed 900_000 + seed, never used in training; the Frechet distance is against
     n real images of the same mode.
     """
@@ -305,7 +306,7 @@ def evaluate(model, n: int = 500, mode: str = "single", steps: int = 25, cfg_sca
     real = render_shapes(n, seed=950_000 + seed, size=size, mode=mode).images
     scenes = read_scenes(judge, images)  # read once, scored twice
     result = {"adherence": _adherence(scenes, prompts.records), "frechet": frechet_distance(real, images, judge),
-              "images": images, "captions": prompts.captions, "records": prompts.records}
+              "images": images, "captions": prompts.captions, "records": prompts.records, "scenes": scenes}
     if mode == "pair":
         result["pair_consistency"] = _pair_consistency(scenes)
     return result

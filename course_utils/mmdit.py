@@ -166,7 +166,7 @@ class MMDiT(nn.Module):
     def encode(self, x, t, cond) -> tuple:
         """Everything the blocks take: image tokens (B, N, D), text tokens (B, 1 + L, D), their mask, y (B, D),
         and one rotary angle table per block (None without RoPE)."""
-        tokens, h, w = patch_tokens(x, self.x_embedder, self.in_channels, self.pos == "absolute", "MMDiT")
+        tokens, h, w = patch_tokens(x, self.x_embedder, self.pos == "absolute", "MMDiT")
         text, mask, pooled = self.text_encoder(*cond)  # (B, 1 + L, D), (B, 1 + L), (B, D)
         y = self.t_embedder(t) + self.pooled_embedder(pooled)  # (B, D)
         return tokens, text, mask, y, layer_angles(self.rope, h, w, len(self.blocks))

@@ -38,18 +38,18 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, patch_size: int, in_channels: int, dim: int):
         super().__init__()
-        self.patch_size = patch_size
+        self.patch_size, self.in_channels = patch_size, in_channels
         self.proj = nn.Linear(patch_size * patch_size * in_channels, dim)
 
     def forward(self, x):
         return self.proj(patchify(x, self.patch_size))  # (B, N, dim)
 
 
-def patch_tokens(x: torch.Tensor, embedder: PatchEmbed, in_channels: int, absolute: bool, model: str) -> tuple:
+def patch_tokens(x: torch.Tensor, embedder: PatchEmbed, absolute: bool, model: str) -> tuple:
     """x (B, C, H, W) -> tokens (B, N, D) and the patch grid (h, w), with the 2D sine-cosine table added if
     `absolute`; any H, W divisible by the patch size. `model` names the caller in the error."""
-    if x.ndim != 4 or x.shape[1] != in_channels:
-        raise ValueError(f"this {model} takes latents (B, {in_channels}, H, W), got {tuple(x.shape)}.")
+    if x.ndim != 4 or x.shape[1] != embedder.in_channels:
+        raise ValueError(f"this {model} takes latents (B, {embedder.in_channels}, H, W), got {tuple(x.shape)}.")
     h, w = x.shape[2] // embedder.patch_size, x.shape[3] // embedder.patch_size
     tokens = embedder(x)  # (B, N, D); patchify checks that p divides H and W
     if absolute:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from course_utils.dit import DiT
-from course_utils.metrics import evaluate, load_judge, read_scenes, two_object_funnel
+from course_utils.metrics import evaluate, two_object_funnel
 from course_utils.mmdit import MMDiT
 from course_utils.data import MODES
 from course_utils.recipes import load_lesson_model, mode_sample_weights
@@ -27,7 +27,7 @@ def test_shipped_lesson_models_follow_single_object_captions(name, least):
 
 def test_shipped_mmdit_draws_two_objects_in_their_colours():
     result = evaluate(load_lesson_model("mmdit"), n=100, mode="relation", cfg_scale=2.0, seed=7)
-    funnel = two_object_funnel(read_scenes(load_judge(), result["images"]), result["records"])
+    funnel = two_object_funnel(result["scenes"], result["records"])
     assert funnel["colours"] > 0.7 and result["adherence"] > 0.05, funnel
 
 
