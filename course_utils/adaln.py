@@ -1,9 +1,11 @@
-"""Adaptive layer norm (Perez et al., 2018 FiLM; Peebles & Xie, 2023 DiT).
+"""Adaptive layer norm (Perez et al., 2018 FiLM; Peebles & Xie, 2023 DiT; Flux's `Modulation`).
 
-A conditioning vector c (time + caption) is mapped by an MLP to per-channel shift, scale and gate; the
-normalised tokens are modulated as x * (1 + scale) + shift, and the gate scales what a residual branch adds.
-AdaLN-Zero initialises that MLP to zero, so every block starts as the identity.
+A conditioning vector c (time + caption) is mapped by one linear layer on SiLU(c) to a per-channel shift, scale and
+gate for each residual branch; the normalised tokens are modulated as x * (1 + scale) + shift, and the gate scales
+what the branch adds. AdaLN-Zero initialises that layer to zero, so every block starts as the identity.
 """
+
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -17,44 +19,78 @@ def modulate(x, shift, scale):
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+def gated(branch, gate):
+    """What a residual branch (B, N, D) adds: gate (B, D) * branch, or the branch itself when gate is None."""
+    return branch if gate is None else gate[:, None] * branch
+
+
+class ModulationOut(NamedTuple):
+    """The modulation of one residual branch: shift, scale and gate, each (B, D); gate is None when ungated."""
+
+    shift: torch.Tensor
+    scale: torch.Tensor
+    gate: torch.Tensor = None
+
+
+class Modulation(nn.Module):
+    """c (B, cond_dim) -> one ModulationOut per branch, all from one linear layer on SiLU(c).
+
+    branches: 2 for a transformer block (attention, MLP), 1 for the final layer. gated=False gives plain adaLN
+    (shift and scale only). The linear layer's outputs are ordered branch by branch: shift, scale[, gate].
+    """
+
+    def __init__(self, dim: int, cond_dim: int, branches: int = 2, gated: bool = True):
+        super().__init__()
+        self.branches, self.per_branch = branches, 3 if gated else 2
+        self.lin = nn.Linear(cond_dim, branches * self.per_branch * dim)
+
+    def forward(self, c) -> tuple:
+        chunks = self.lin(F.silu(c)).chunk(self.branches * self.per_branch, dim=-1)  # (B, D) each
+        k = self.per_branch
+        return tuple(ModulationOut(*chunks[i * k : (i + 1) * k]) for i in range(self.branches))
+
+
 class AdaLN(nn.Module):
-    """LayerNorm without learned affine, then modulation by (shift, scale) = MLP(c). (B, N, D) -> (B, N, D)."""
+    """LayerNorm without learned affine, then modulation by (shift, scale) from c. (B, N, D) -> (B, N, D)."""
 
     def __init__(self, dim: int, cond_dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 2 * dim))
+        self.modulation = Modulation(dim, cond_dim, branches=1, gated=False)
 
     def forward(self, x, c):
-        shift, scale = self.modulation(c).chunk(2, dim=-1)  # (B, D) each
-        return modulate(self.norm(x), shift, scale)
+        (mod,) = self.modulation(c)
+        return modulate(self.norm(x), mod.shift, mod.scale)
 
 
-class AdaLNBlock(nn.Module):
-    """DiT block with adaptive layer norm. gated=True is adaLN-Zero's block (shift, scale and gate per
-    branch, six vectors); gated=False is plain adaLN (shift and scale only, four vectors)."""
+class AdaLNZeroBlock(nn.Module):
+    """The DiT block with adaptive layer norm: x + gate * attn(modulate(norm(x))), then the same with the MLP.
+
+    gated=True is adaLN-Zero (shift, scale and gate per branch, six vectors); gated=False is plain adaLN (shift and
+    scale only, four vectors). x (B, N, D), c (B, cond_dim), rope: optional rotary angles -> (B, N, D).
+    """
 
     def __init__(self, dim: int, heads: int, cond_dim: int, gated: bool = True, mlp_ratio: float = 4.0):
         super().__init__()
-        self.gated = gated
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(dim, mlp_ratio)
-        self.modulation = nn.Linear(cond_dim, (6 if gated else 4) * dim)
-
-    def modulation_params(self, c) -> dict:
-        """c (B, cond_dim) -> {"shift_msa", "scale_msa", "gate_msa", "shift_mlp", "scale_mlp", "gate_mlp"}, each (B, D)
-        (gates are 1 when the block is not gated)."""
-        chunks = self.modulation(F.silu(c)).chunk(6 if self.gated else 4, dim=-1)
-        if self.gated:
-            names = ("shift_msa", "scale_msa", "gate_msa", "shift_mlp", "scale_mlp", "gate_mlp")
-            return dict(zip(names, chunks))
-        one = torch.ones_like(chunks[0])
-        return dict(zip(("shift_msa", "scale_msa", "shift_mlp", "scale_mlp"), chunks), gate_msa=one, gate_mlp=one)
+        self.modulation = Modulation(dim, cond_dim, branches=2, gated=gated)
 
     def forward(self, x, c, rope=None):
-        """x (B, N, D), c (B, cond_dim), rope: optional rotary angles for the attention -> (B, N, D)."""
-        m = self.modulation_params(c)
-        x = x + m["gate_msa"][:, None] * self.attn(modulate(self.norm1(x), m["shift_msa"], m["scale_msa"]), rope=rope)
-        return x + m["gate_mlp"][:, None] * self.mlp(modulate(self.norm2(x), m["shift_mlp"], m["scale_mlp"]))
+        msa, mlp = self.modulation(c)  # ModulationOut of the attention and the MLP branch
+        x = x + gated(self.attn(modulate(self.norm1(x), msa.shift, msa.scale), rope=rope), msa.gate)  # (B, N, D)
+        return x + gated(self.mlp(modulate(self.norm2(x), mlp.shift, mlp.scale)), mlp.gate)
+
+
+class FinalLayer(nn.Module):
+    """The DiT's output layer: adaLN on the condition, then one linear map per token. (B, N, D) -> (B, N, out_dim)."""
+
+    def __init__(self, dim: int, out_dim: int, cond_dim: int):
+        super().__init__()
+        self.norm = AdaLN(dim, cond_dim)
+        self.linear = nn.Linear(dim, out_dim)
+
+    def forward(self, x, c):
+        return self.linear(self.norm(x, c))

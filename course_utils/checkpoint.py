@@ -1,11 +1,14 @@
-"""Checkpoint files: atomic writes, sha256 checks, and the weights the course ships in data/.
+"""Checkpoint files: atomic writes, sha256 checks, the registry of shipped models and the one `load_model`.
 
-A checkpoint is a plain dict {"state_dict", "config", "step"} saved with torch.save and loaded with
-``torch.load(..., weights_only=True)``. Shipped files are listed in data/SHA256SUMS (the format of
-``sha256sum``, so ``cd data && sha256sum -c SHA256SUMS`` checks them by hand too).
+A checkpoint is a plain dict {"state_dict", "config", "step", "builder"} saved with torch.save and loaded with
+``torch.load(..., weights_only=True)``. "builder" names the model class by dotted path ("course_utils.dit.DiT"); it is
+imported on load and rebuilt with `Class.from_config(config)`, so this module imports no model. Shipped files are
+listed in data/SHA256SUMS (the format of ``sha256sum``, so ``cd data && sha256sum -c SHA256SUMS`` checks them too).
 """
 
+import dataclasses
 import hashlib
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +18,14 @@ import torch
 from .config import DATA_DIR
 
 SUMS_FILE = DATA_DIR / "SHA256SUMS"
+# name -> (file in data/, the builder class by dotted path, the lesson that trains it)
+SHIPPED = {
+    "vae": ("vae.pt", "course_utils.vae.VAE", "00"),
+    "judge": ("judge.pt", "course_utils.judge.Judge", "00"),
+    "unet": ("unet.pt", "course_utils.unet.UNet", "02"),
+    "dit": ("dit.pt", "course_utils.dit.DiT", "04"),
+    "mmdit": ("mmdit.pt", "course_utils.mmdit.MMDiT", "06"),
+}
 
 
 def sha256_file(path) -> str:
@@ -43,11 +54,53 @@ def write_atomic(path, write) -> None:
             os.remove(tmp)
 
 
-def save_checkpoint(path, state_dict: dict, config: dict, step: int = 0) -> str:
-    """Save {"state_dict", "config", "step"} atomically; returns the file's sha256."""
-    payload = {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "config": config, "step": step}
+def save_checkpoint(path, state_dict: dict, config: dict, step: int = 0, builder: str = None) -> str:
+    """Save {"state_dict", "config", "step", "builder"} atomically; returns the file's sha256."""
+    payload = {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "config": config, "step": step,
+               "builder": builder}
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
     return sha256_file(path)
+
+
+def builder_name(model: torch.nn.Module) -> str:
+    """The dotted path that rebuilds `model`'s class on load ("course_utils.dit.DiT")."""
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def save_model(path, model: torch.nn.Module, step: int = 0, half: bool = False) -> str:
+    """Save a course model (one with `config` and `from_config`) so that `load_model(path)` rebuilds it; returns
+    the sha256. half: store floating-point weights as float16 (half the file; loading casts them back to float32)."""
+    config = model.config
+    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    return save_checkpoint(path, state, config, step, builder_name(model))
+
+
+def _build(builder: str, config: dict, source) -> torch.nn.Module:
+    module_name, _, class_name = (builder or "").rpartition(".")
+    if not module_name.startswith("course_utils."):
+        raise ValueError(f"checkpoint {source} names no course model to build (builder {builder!r}); "
+                         "save models with checkpoint.save_model.")
+    return getattr(importlib.import_module(module_name), class_name).from_config(config)
+
+
+def load_model(name_or_path, device="cpu") -> torch.nn.Module:
+    """A model from a checkpoint, rebuilt from its stored config, weights loaded as float32, in eval mode on device.
+
+    name_or_path: a shipped model ("vae", "judge", "unet", "dit", "mmdit"; sha256-verified against data/SHA256SUMS)
+    or the path of a checkpoint written by `save_model` (a retrain run's output, say).
+    """
+    if isinstance(name_or_path, str) and name_or_path in SHIPPED:
+        file, builder, _ = SHIPPED[name_or_path]
+        ckpt = {**load_shipped(file), "builder": builder}
+    elif isinstance(name_or_path, (str, Path)) and str(name_or_path).endswith(".pt"):
+        ckpt = load_checkpoint(name_or_path)
+    else:
+        raise ValueError(f"load_model takes a shipped model name ({', '.join(SHIPPED)}) or the path of a .pt "
+                         f"checkpoint, got {name_or_path!r}.")
+    model = _build(ckpt.get("builder"), ckpt["config"], name_or_path)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    return model.eval().to(device)
 
 
 def load_checkpoint(path, sha256: str = None) -> dict:
@@ -83,7 +136,7 @@ def load_shipped(name: str) -> dict:
 
 
 def register_shipped(name: str) -> str:
-    """Record data/<name>'s sha256 in data/SHA256SUMS (used by the retrain commands)."""
+    """Record data/<name>'s sha256 in data/SHA256SUMS (used by the retrain command's --install)."""
     sums = shipped_sums()
     sums[name] = sha256_file(DATA_DIR / name)
     text = "".join(f"{digest}  {n}\n" for n, digest in sorted(sums.items()))

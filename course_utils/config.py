@@ -1,4 +1,4 @@
-"""Course-wide settings: FAST mode, device choice, seeding and paths.
+"""Course-wide settings: FAST mode, device choice, seeding, paths, and the registry of named seeds.
 
 FAST mode (env ``COURSE_FAST=1``, set by the test command) runs every lesson on the same
 code path with tiny budgets, so the whole course can be checked in minutes on a 2-core CPU.
@@ -14,9 +14,43 @@ import torch
 FAST: bool = os.environ.get("COURSE_FAST", "0") == "1"
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_DIR / "data"
+DATA_DIR = Path(os.environ.get("COURSE_DATA", REPO_DIR / "data")).resolve()  # env COURSE_DATA moves it (tests)
 
 _DEVICES = ("cuda", "mps", "cpu")
+
+# Every seed the course draws data with, by name. Training data never shares a seed with anything a student
+# or an evaluation looks at: `training_seeds()` lists the training ones and a test checks the others avoid them.
+SEEDS = {
+    "train_latents": 1,  # latents.SPLITS["train"]; its shards render with seed * 10 + mode index
+    "val_latents": 2,  # latents.SPLITS["val"]: validation losses during training
+    "vae_training": 0,  # vae.train_vae: one stream seed per step (stream_seed)
+    "vae_scale": 777,  # vae.train_vae: the images that fit the latent scale factor
+    "judge_training": 1,  # judge.train_judge: one stream seed per step
+    "vae_test": 10_000,  # vae.reconstruction_psnr
+    "judge_test": 20_000,  # judge.attribute_accuracy
+    "examples": 700_000,  # the explorers' and lessons' example scenes
+    "eval_prompts": 900_000,  # metrics.evaluate: held-out captions (+ the evaluation's seed)
+    "eval_real": 950_000,  # metrics.evaluate: real images for the Frechet distance (+ the evaluation's seed)
+}
+STREAM_STRIDE = 1_000_003  # stream_seed(seed, step) = seed * STREAM_STRIDE + step: one seed per training step
+
+
+def stream_seed(seed: int, step: int) -> int:
+    """The seed of step `step` of a training stream that renders fresh images every step (VAE, judge)."""
+    return seed * STREAM_STRIDE + step
+
+
+def training_seeds(max_steps: int = 6_000) -> dict:
+    """{name: set or range of render seeds} that training data is drawn from (streams of up to max_steps steps,
+    twice the shipped VAE and judge runs)."""
+    shards = {10 * SEEDS[split] + k for split in ("train_latents", "val_latents") for k in range(3)}
+    return {
+        "latent shards": shards,
+        "vae stream": range(stream_seed(SEEDS["vae_training"], 0), stream_seed(SEEDS["vae_training"], max_steps)),
+        "judge stream": range(stream_seed(SEEDS["judge_training"], 0),
+                              stream_seed(SEEDS["judge_training"], max_steps)),
+        "vae scale": {SEEDS["vae_scale"]},
+    }
 
 
 def cache_dir() -> Path:

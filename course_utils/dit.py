@@ -5,18 +5,50 @@ Patchify -> tokens + position -> blocks conditioned on c = time + caption -> fin
 Position enters as an absolute sine-cosine table added to the tokens, or as 2D RoPE in every attention (lesson 05).
 """
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn as nn
 
-from .adaln import AdaLN, AdaLNBlock
+from .adaln import AdaLNZeroBlock, FinalLayer
 from .attention import Attention, Mlp, ViTBlock, block_macs
-from .data import Tokenizer
-from .embeddings import CaptionEmbedder, TimestepEmbedder, null_caption
+from .embeddings import VOCAB_SIZE, CaptionDenoiser, CaptionEmbedder, TimestepEmbedder
 from .patchify import PatchEmbed, patch_tokens, unpatchify
-from .rope import layer_angles, rotary_for
+from .rope import POSITIONS, layer_angles, rotary_for
 
 CONDITIONINGS = ("in_context", "cross_attention", "adaln", "adaln_zero")
-POSITIONS = ("absolute", "rope_axial", "rope_mixed", "none")
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Everything that builds a DiT; a checkpoint stores it, so nothing is resolved at load time.
+
+    input_size is the training latent side (for gflops and sampling); any size divisible by patch_size runs.
+    """
+
+    conditioning: str = "adaln_zero"
+    input_size: int = 8
+    patch_size: int = 2
+    in_channels: int = 4
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    max_len: int = 12
+    vocab_size: int = VOCAB_SIZE
+    pos: str = "absolute"
+
+    def __post_init__(self):
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}.")
+        if self.pos not in POSITIONS:
+            raise ValueError(f"pos must be one of {POSITIONS}, got {self.pos!r}.")
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}.")
+
+
+DIT_TINY = DiTConfig(dim=128, depth=4, heads=4, patch_size=2)  # the lessons' live runs: 16 tokens on 8x8 latents
+DIT_SMALL = replace(DIT_TINY, depth=6)  # the shipped lesson 04 DiT
 
 
 class CrossAttentionBlock(nn.Module):
@@ -34,60 +66,51 @@ class CrossAttentionBlock(nn.Module):
         return x + self.mlp(self.norm3(x))
 
 
-class DiT(nn.Module):
+class DiT(CaptionDenoiser):
     """A caption-conditional DiT on the course contract model(x_t, t, (ids, mask)) -> v.
 
     conditioning: "in_context" (time and caption word tokens appended to the sequence), "cross_attention"
     (patches attend to time + caption tokens in every block), "adaln" or "adaln_zero" (c = time + pooled
-    caption modulates every block).
+    caption modulates every block). All four end in the same adaLN final layer on c.
     pos: "absolute" (2D sine-cosine added to the tokens), "rope_axial" or "rope_mixed" (2D RoPE in every
     self-attention; mixed learns its frequencies per layer and head), or "none".
-    input_size is the training latent size (for gflops); any size divisible by patch_size runs.
     """
 
-    def __init__(self, conditioning: str = "adaln_zero", input_size: int = 8, patch_size: int = 2,
-                 in_channels: int = 4, dim: int = 128, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
-                 max_len: int = 12, vocab_size: int = None, pos: str = "absolute"):
+    Config = DiTConfig
+
+    def __init__(self, config: DiTConfig = DIT_TINY):
         super().__init__()
-        if conditioning not in CONDITIONINGS:
-            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}.")
-        if pos not in POSITIONS:
-            raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}.")
-        self.config = {"conditioning": conditioning, "input_size": input_size, "patch_size": patch_size,
-                       "in_channels": in_channels, "dim": dim, "depth": depth, "heads": heads,
-                       "mlp_ratio": mlp_ratio, "max_len": max_len, "vocab_size": vocab_size, "pos": pos}
-        self.conditioning, self.patch_size, self.in_channels = conditioning, patch_size, in_channels
-        self.max_len, self.pos = max_len, pos
-        self.x_embedder = PatchEmbed(patch_size, in_channels, dim)
-        self.rope = rotary_for(pos, dim // heads, heads, depth)
+        self.config = config
+        dim, heads, depth, ratio = config.dim, config.heads, config.depth, config.mlp_ratio
+        self.x_embedder = PatchEmbed(config.patch_size, config.in_channels, dim)
+        self.rope = rotary_for(config.pos, dim // heads, heads, depth)
         self.t_embedder = TimestepEmbedder(dim)
-        self.c_embedder = CaptionEmbedder(vocab_size or len(Tokenizer()), max_len, dim)
-        self.word_proj = nn.Linear(self.c_embedder.word.embedding_dim, dim)  # word tokens for in-context / cross-attn
-        if conditioning in ("adaln", "adaln_zero"):
-            gated = conditioning == "adaln_zero"
-            self.blocks = nn.ModuleList([AdaLNBlock(dim, heads, dim, gated, mlp_ratio) for _ in range(depth)])
-        elif conditioning == "cross_attention":
-            self.blocks = nn.ModuleList([CrossAttentionBlock(dim, heads, mlp_ratio) for _ in range(depth)])
-        else:
-            self.blocks = nn.ModuleList([ViTBlock(dim, heads, mlp_ratio) for _ in range(depth)])
-        self.final_norm = AdaLN(dim, dim)
-        self.final_linear = nn.Linear(dim, patch_size * patch_size * in_channels)
+        self.c_embedder = CaptionEmbedder(config.vocab_size, config.max_len, dim)
+        if config.conditioning in ("adaln", "adaln_zero"):
+            gated = config.conditioning == "adaln_zero"
+            self.blocks = nn.ModuleList([AdaLNZeroBlock(dim, heads, dim, gated, ratio) for _ in range(depth)])
+        else:  # the condition as a sequence of tokens: the time token and the caption's words
+            self.word_proj = nn.Linear(self.c_embedder.word.embedding_dim, dim)
+            block = CrossAttentionBlock if config.conditioning == "cross_attention" else ViTBlock
+            self.blocks = nn.ModuleList([block(dim, heads, ratio) for _ in range(depth)])
+        self.final_layer = FinalLayer(dim, config.patch_size**2 * config.in_channels, dim)
         self.initialize_weights()
 
     def initialize_weights(self):
         # Zero-out the output layer: the untrained DiT predicts v = 0.
-        nn.init.zeros_(self.final_linear.weight)
-        nn.init.zeros_(self.final_linear.bias)
-        nn.init.zeros_(self.final_norm.modulation[-1].weight)
-        nn.init.zeros_(self.final_norm.modulation[-1].bias)
-        if self.conditioning == "adaln_zero":
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+        nn.init.zeros_(self.final_layer.norm.modulation.lin.weight)
+        nn.init.zeros_(self.final_layer.norm.modulation.lin.bias)
+        if self.config.conditioning == "adaln_zero":
             # Zero-out adaLN modulation layers: every gate is 0, so every block starts as the identity.
             for block in self.blocks:
-                nn.init.zeros_(block.modulation.weight)
-                nn.init.zeros_(block.modulation.bias)
+                nn.init.zeros_(block.modulation.lin.weight)
+                nn.init.zeros_(block.modulation.lin.bias)
 
-    def null_condition(self) -> tuple:
-        return null_caption(self.max_len)
+    def condition(self, t, cond):
+        """The conditioning vector c = time embedding + pooled caption: t (B,), cond (ids, mask) -> (B, D)."""
+        return self.t_embedder(t) + self.c_embedder(*cond)
 
     def condition_tokens(self, t, ids, mask):
         """The time token and the caption's word tokens: (B, 1 + L, D) and their mask (B, 1 + L)."""
@@ -98,20 +121,41 @@ class DiT(nn.Module):
     def embed_patches(self, x) -> tuple:
         """x (B, C, H, W) -> patch tokens (B, N, D) with absolute positions added if pos is "absolute", and the
         rotary angles of each block (a list of None without RoPE); N = (H/p)(W/p) for any H, W divisible by p."""
-        tokens, h, w = patch_tokens(x, self.x_embedder, self.pos == "absolute", "DiT")
-        return tokens, layer_angles(self.rope, h, w, len(self.blocks))
+        tokens, h, w = patch_tokens(x, self.x_embedder, self.config.pos == "absolute", "DiT")
+        return tokens, layer_angles(self.rope, h, w, len(self.blocks), x.device)
+
+    def block_input(self, x, t, cond, block: int) -> tuple:
+        """What adaLN block `block` receives: its input tokens (B, N, D), c (B, D) and its rotary angles (or None).
+        For the adaLN variants only (the AdaLN explorer reads it)."""
+        self._check_modulated("block_input")
+        tokens, angles = self.embed_patches(x)
+        c = self.condition(t, cond)
+        for previous, rope in zip(self.blocks[:block], angles):
+            tokens = previous(tokens, c, rope)
+        return tokens, c, angles[block]
+
+    def modulation(self, t, cond, block: int) -> tuple:
+        """The named modulation of block `block` for t (B,) and cond: (attention, MLP), each a
+        ModulationOut(shift, scale, gate) of (B, D) tensors (gate None for plain adaLN)."""
+        self._check_modulated("modulation")
+        return self.blocks[block].modulation(self.condition(t, cond))
+
+    def _check_modulated(self, what: str):
+        if self.config.conditioning not in ("adaln", "adaln_zero"):
+            raise ValueError(f"DiT.{what} reads an adaLN block; this DiT's conditioning is "
+                             f"{self.config.conditioning!r} (use 'adaln' or 'adaln_zero').")
 
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
         tokens, angles = self.embed_patches(x)  # (B, N, D), one rotary angle table (or None) per block
         c, h, w = x.shape[1:]
-        p = self.patch_size
+        p = self.config.patch_size
         ids, mask = cond
-        c_vec = self.t_embedder(t) + self.c_embedder(ids, mask)  # (B, D)
-        if self.conditioning in ("adaln", "adaln_zero"):
+        c_vec = self.condition(t, cond)  # (B, D)
+        if self.config.conditioning in ("adaln", "adaln_zero"):
             for block, rope in zip(self.blocks, angles):
                 tokens = block(tokens, c_vec, rope)
-        elif self.conditioning == "cross_attention":
+        elif self.config.conditioning == "cross_attention":
             context, context_mask = self.condition_tokens(t, ids, mask)
             for block, rope in zip(self.blocks, angles):
                 tokens = block(tokens, context, context_mask, rope)
@@ -125,27 +169,27 @@ class DiT(nn.Module):
                     rope = torch.cat([rope, rope.new_zeros(*rope.shape[:-2], seq.shape[1] - n, rope.shape[-1])], -2)
                 seq = block(seq, rope, seq_mask)
             tokens = seq[:, :n]  # drop the condition tokens
-        out = self.final_linear(self.final_norm(tokens, c_vec))  # (B, N, p*p*C)
+        out = self.final_layer(tokens, c_vec)  # (B, N, p*p*C)
         return unpatchify(out, p, h // p, w // p, c)  # (B, C, H, W)
 
     def gflops(self) -> float:
         """Multiply-accumulates per image of the transformer blocks, in billions (the DiT paper's Gflops)."""
-        n = (self.config["input_size"] // self.patch_size) ** 2
-        dim, ratio = self.config["dim"], self.config["mlp_ratio"]
-        if self.conditioning == "in_context":
-            n += 1 + self.max_len
-        context = 1 + self.max_len if self.conditioning == "cross_attention" else 0
-        per_block = block_macs(n, dim, ratio, context)
-        if self.conditioning in ("adaln", "adaln_zero"):
-            per_block += dim * self.blocks[0].modulation.out_features
+        cfg = self.config
+        n = (cfg.input_size // cfg.patch_size) ** 2
+        if cfg.conditioning == "in_context":
+            n += 1 + cfg.max_len
+        context = 1 + cfg.max_len if cfg.conditioning == "cross_attention" else 0
+        per_block = block_macs(n, cfg.dim, cfg.mlp_ratio, context)
+        if cfg.conditioning in ("adaln", "adaln_zero"):
+            per_block += cfg.dim * self.blocks[0].modulation.lin.out_features
         return len(self.blocks) * per_block / 1e9
 
 
 def dit_tiny(conditioning: str = "adaln_zero", **overrides) -> DiT:
     """The lesson's DiT: width 128, depth 4, 4 heads, patch 2 on 8x8 latents (16 tokens)."""
-    return DiT(conditioning, **{"dim": 128, "depth": 4, "heads": 4, "patch_size": 2, **overrides})
+    return DiT(replace(DIT_TINY, conditioning=conditioning, **overrides))
 
 
 def dit_small(conditioning: str = "adaln_zero", **overrides) -> DiT:
     """The shipped lesson 04 DiT: width 128, depth 6, 4 heads, patch 2 on 8x8 latents."""
-    return DiT(conditioning, **{"dim": 128, "depth": 6, "heads": 4, "patch_size": 2, **overrides})
+    return DiT(replace(DIT_SMALL, conditioning=conditioning, **overrides))

@@ -10,6 +10,10 @@ import math
 import torch
 import torch.nn as nn
 
+from .data import Tokenizer
+
+VOCAB_SIZE = len(Tokenizer())  # the caption grammar's words and the padding id
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """t (B,) in [0, 1] -> (B, dim) sinusoidal features [cos(w_i * 1000 t), sin(w_i * 1000 t)]."""
@@ -58,6 +62,22 @@ class CaptionEmbedder(nn.Module):
         return torch.where(mask.any(1, keepdim=True), pooled, self.null.expand_as(pooled))
 
 
-def null_caption(max_len: int) -> tuple:
+def null_caption(max_len: int, device=None) -> tuple:
     """The null caption for classifier-free guidance: ids (1, max_len) of padding and an all-False mask."""
-    return torch.zeros(1, max_len, dtype=torch.long), torch.zeros(1, max_len, dtype=torch.bool)
+    return (torch.zeros(1, max_len, dtype=torch.long, device=device),
+            torch.zeros(1, max_len, dtype=torch.bool, device=device))
+
+
+class CaptionDenoiser(nn.Module):
+    """What the course's caption-conditional denoisers (U-Net, DiT, MMDiT) share: a config dataclass
+    `self.config` with in_channels, input_size (the training latent side) and max_len, the contract
+    model(x_t, t, (ids, mask)) -> v, and the null caption of classifier-free guidance."""
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CaptionDenoiser":
+        """Rebuild the model from the config dict a checkpoint stores."""
+        return cls(cls.Config(**config))
+
+    def null_condition(self) -> tuple:
+        """The null caption (ids, mask), each (1, max_len), on the model's device."""
+        return null_caption(self.config.max_len, next(self.parameters()).device)

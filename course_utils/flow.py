@@ -10,6 +10,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .data import Tokenizer
+from .vae import load_vae
+
 SCHEDULES = ("uniform", "logit_normal")
 
 
@@ -27,6 +30,18 @@ def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Te
 def velocity_target(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     """The velocity of the straight path from x0 to x1."""
     return x1 - x0
+
+
+def clean_estimate(x: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The data point x1 that a velocity v at (x_t, t) points to: x_t + (1 - t) v (exact on a straight path)."""
+    return x + (1 - _per_sample(t, x)) * v
+
+
+def time_grid(steps: int, device=None) -> torch.Tensor:
+    """(steps + 1,) equally spaced times from 0 (noise) to 1 (data): the samplers' steps."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    return torch.linspace(0, 1, steps + 1, device=device)
 
 
 def sample_timesteps(n: int, schedule: str = "uniform", generator: torch.Generator = None,
@@ -92,10 +107,8 @@ def euler_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_co
 
     Returns the final x (B, ...) or, with return_trajectory, a tensor (steps + 1, B, ...) of every x_t.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}.")
     x, trajectory = noise, [noise]
-    times = torch.linspace(0, 1, steps + 1, device=noise.device)
+    times = time_grid(steps, noise.device)
     for t0, t1 in zip(times[:-1], times[1:]):
         t = t0.expand(x.shape[0])
         x = x + guided_velocity(model, x, t, cond, null_cond, cfg_scale) * (t1 - t0)
@@ -107,10 +120,8 @@ def euler_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_co
 def heun_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_cond=None,
                 cfg_scale: float = 1.0, return_trajectory: bool = False):
     """Heun's second-order method: an Euler predictor, then the average of the two slopes (2 calls a step)."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}.")
     x, trajectory = noise, [noise]
-    times = torch.linspace(0, 1, steps + 1, device=noise.device)
+    times = time_grid(steps, noise.device)
     for t0, t1 in zip(times[:-1], times[1:]):
         dt = t1 - t0
         v0 = guided_velocity(model, x, t0.expand(x.shape[0]), cond, null_cond, cfg_scale)
@@ -119,6 +130,57 @@ def heun_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_con
         x = x + 0.5 * (v0 + v1) * dt
         trajectory.append(x)
     return torch.stack(trajectory) if return_trajectory else x
+
+
+def caption_batch(model, captions: list, seed: int = 0, latent_size: int = None) -> tuple:
+    """What sampling `captions` with caption-conditional `model` starts from: noise (B, C, s, s) drawn from `seed`
+    on the CPU (the same bytes on every device) and the captions' (ids, mask), each (B, max_len). C, max_len and the
+    default side s come from model.config."""
+    if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+        raise ValueError(f"captions must be a list of strings (wrap one caption in a list), got {captions!r:.60}.")
+    cfg = model.config
+    side = latent_size or cfg.input_size
+    noise = torch.randn(len(captions), cfg.in_channels, side, side, generator=torch.Generator().manual_seed(seed))
+    return noise, Tokenizer(cfg.max_len).encode(captions)
+
+
+@torch.no_grad()
+def sample_trajectory(model, captions: list, steps: int = 25, cfg_scale: float = 1.0, seed: int = 0,
+                      latent_size: int = None) -> torch.Tensor:
+    """Euler sampling of caption-conditional `model` with CFG against model.null_condition(), every step kept:
+    (steps + 1, B, C, s, s) latents (see caption_batch). The model's train/eval mode is kept."""
+    noise, (ids, mask) = caption_batch(model, captions, seed, latent_size)
+    device = next(model.parameters()).device
+    null = model.null_condition() if cfg_scale != 1.0 else None
+    was_training = model.training
+    model.eval()
+    try:
+        return euler_sample(model, noise.to(device), (ids.to(device), mask.to(device)), steps, null, cfg_scale,
+                            return_trajectory=True)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def generate(model, captions: list, vae=None, steps: int = 25, cfg_scale: float = 1.0, seed: int = 0,
+             latent_size: int = None, batch_size: int = 250) -> torch.Tensor:
+    """Sample one image per caption with Euler steps (and CFG against model.null_condition()), decoded by the VAE:
+    (n, 3, 4 s, 4 s) in [-1, 1] (see caption_batch). The model's train/eval mode is kept."""
+    noise, (ids, mask) = caption_batch(model, captions, seed, latent_size)
+    vae = vae or load_vae()
+    device, vae_device = next(model.parameters()).device, next(vae.parameters()).device
+    null = model.null_condition() if cfg_scale != 1.0 else None
+    was_training = model.training
+    model.eval()
+    images = []
+    try:
+        for i in range(0, len(captions), batch_size):
+            cond = (ids[i : i + batch_size].to(device), mask[i : i + batch_size].to(device))
+            latents = euler_sample(model, noise[i : i + batch_size].to(device), cond, steps, null, cfg_scale)
+            images.append(vae.decode(latents.float().to(vae_device)).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(images)
 
 
 def gaussian_mixture_velocity(x: torch.Tensor, t: torch.Tensor, means: torch.Tensor, stds: torch.Tensor,

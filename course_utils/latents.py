@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import sha256_file, shipped_sums, write_atomic
-from .config import cache_dir
+from .checkpoint import SHIPPED, sha256_file, shipped_sums, write_atomic
+from .config import SEEDS, cache_dir
 from .data import COLOURS, MODES, RELATIONS, SHAPES, SIZES, Tokenizer, render_shapes, to_float
-from .vae import VAE_FILE, load_vae
+from .vae import load_vae
 
 FORMAT_VERSION = 2
 # split -> (number of images, seed, image size); every split mixes the three scene modes
 SPLITS = {
-    "train": (50_000, 1, 32),
-    "val": (5_000, 2, 32),
+    "train": (50_000, SEEDS["train_latents"], 32),
+    "val": (5_000, SEEDS["val_latents"], 32),
 }
 MODE_SHARES = {"single": 0.4, "relation": 0.4, "pair": 0.2}
 
@@ -113,7 +113,7 @@ def _paths(split: str) -> tuple:
 def _recipe(split: str) -> dict:
     n, seed, size = SPLITS[split]
     return {"format": FORMAT_VERSION, "split": split, "n": n, "seed": seed, "size": size,
-            "modes": MODE_SHARES, "vae_sha256": shipped_sums().get(VAE_FILE)}
+            "modes": MODE_SHARES, "vae_sha256": shipped_sums().get(SHIPPED["vae"][0])}
 
 
 def cache_status(split: str) -> str:
@@ -150,3 +150,13 @@ def load_latents(split: str = "train", verbose: bool = True) -> LatentDataset:
         write_atomic(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
         return ds
     return LatentDataset.from_file(torch.load(data_path, weights_only=True))
+
+
+def mode_sample_weights(scenes: torch.Tensor, mode_weights: dict) -> torch.Tensor:
+    """Per-sample drawing weights (N,) from the scene modes (scenes[:, 0], ids into data.MODES); modes not named
+    in mode_weights weigh 1. E.g. {"relation": 2.5} draws two-object scenes 2.5x as often as the others."""
+    unknown = set(mode_weights) - set(MODES)
+    if unknown:
+        raise ValueError(f"unknown scene mode(s) {sorted(unknown)}; the modes are {MODES}.")
+    per_mode = torch.tensor([float(mode_weights.get(m, 1.0)) for m in MODES])
+    return per_mode[scenes[:, 0]]

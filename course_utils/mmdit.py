@@ -5,19 +5,49 @@ both directions; each modality keeps its own weights (adaLN-Zero modulation, qkv
 The caption comes from a small text encoder trained with the denoiser; 2D RoPE rotates the image tokens only.
 """
 
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .adaln import AdaLN, modulate
+from .adaln import FinalLayer, Modulation, modulate
 from .attention import Mlp, RMSNorm, ViTBlock, block_macs
-from .data import Tokenizer
-from .embeddings import TimestepEmbedder, null_caption
+from .embeddings import VOCAB_SIZE, CaptionDenoiser, TimestepEmbedder
 from .patchify import PatchEmbed, patch_tokens, unpatchify
-from .rope import apply_rope, layer_angles, rotary_for
+from .rope import POSITIONS, apply_rope, layer_angles, rotary_for
 
-POSITIONS = ("rope_axial", "rope_mixed", "absolute")
+
+@dataclass(frozen=True)
+class MMDiTConfig:
+    """Everything that builds an MMDiT; a checkpoint stores it, so nothing is resolved at load time.
+
+    input_size is the training latent side (for gflops and sampling); any size divisible by patch_size runs.
+    """
+
+    input_size: int = 8
+    patch_size: int = 2
+    in_channels: int = 4
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    text_depth: int = 2
+    max_len: int = 12
+    vocab_size: int = VOCAB_SIZE
+    qk_norm: bool = True
+    pos: str = "rope_axial"
+
+    def __post_init__(self):
+        if self.pos not in POSITIONS:
+            raise ValueError(f"pos must be one of {POSITIONS}, got {self.pos!r}.")
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}.")
+
+
+MMDIT_SMALL = MMDiTConfig(dim=128, depth=4, heads=4, patch_size=2, text_depth=2)  # the shipped lesson 06 MMDiT
 
 
 class TextEncoder(nn.Module):
@@ -105,86 +135,123 @@ class MMDiTBlock(nn.Module):
         self.norm2_x = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.norm2_c = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp_x, self.mlp_c = Mlp(dim, mlp_ratio), Mlp(dim, mlp_ratio)
-        self.modulation_x, self.modulation_c = nn.Linear(dim, 6 * dim), nn.Linear(dim, 6 * dim)
+        self.modulation_x, self.modulation_c = Modulation(dim, dim), Modulation(dim, dim)
+
+    def attention_inputs(self, x, c, y) -> tuple:
+        """The modulated, normalised streams that enter the joint attention, (B, N, D) and (B, M, D), and the
+        modulations ((attention, MLP) ModulationOut pairs) of the image and the text stream."""
+        mod_x, mod_c = self.modulation_x(y), self.modulation_c(y)
+        x_in = modulate(self.norm1_x(x), mod_x[0].shift, mod_x[0].scale)
+        c_in = modulate(self.norm1_c(c), mod_c[0].shift, mod_c[0].scale)
+        return x_in, c_in, mod_x, mod_c
 
     def forward(self, x, c, y, mask, rope=None):
-        y = F.silu(y)
-        shift_msa_x, scale_msa_x, gate_msa_x, shift_mlp_x, scale_mlp_x, gate_mlp_x = self.modulation_x(y).chunk(6, -1)
-        shift_msa_c, scale_msa_c, gate_msa_c, shift_mlp_c, scale_mlp_c, gate_mlp_c = self.modulation_c(y).chunk(6, -1)
-        attn_x, attn_c = self.attn(modulate(self.norm1_x(x), shift_msa_x, scale_msa_x),
-                                   modulate(self.norm1_c(c), shift_msa_c, scale_msa_c), mask, rope)
-        x = x + gate_msa_x[:, None] * attn_x  # (B, N, D)
-        c = c + gate_msa_c[:, None] * attn_c  # (B, M, D)
-        x = x + gate_mlp_x[:, None] * self.mlp_x(modulate(self.norm2_x(x), shift_mlp_x, scale_mlp_x))
-        c = c + gate_mlp_c[:, None] * self.mlp_c(modulate(self.norm2_c(c), shift_mlp_c, scale_mlp_c))
+        x_in, c_in, (msa_x, mlp_x), (msa_c, mlp_c) = self.attention_inputs(x, c, y)
+        attn_x, attn_c = self.attn(x_in, c_in, mask, rope)
+        x = x + msa_x.gate[:, None] * attn_x  # (B, N, D)
+        c = c + msa_c.gate[:, None] * attn_c  # (B, M, D)
+        x = x + mlp_x.gate[:, None] * self.mlp_x(modulate(self.norm2_x(x), mlp_x.shift, mlp_x.scale))
+        c = c + mlp_c.gate[:, None] * self.mlp_c(modulate(self.norm2_c(c), mlp_c.shift, mlp_c.scale))
         return x, c
 
 
-class MMDiT(nn.Module):
+class JointAttentionMaps(NamedTuple):
+    """The joint attention of one MMDiT layer over [image patches; begin token; caption words].
+
+    weights (B, heads, N + M, N + M), rows are queries; grid (h, w) of the N = h * w patches; M = 1 + L.
+    """
+
+    weights: torch.Tensor
+    grid: tuple
+
+    @property
+    def n_image(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def word_column(self, word: int) -> int:
+        """The sequence position of caption word `word` (the begin token sits between the patches and the words)."""
+        return self.n_image + 1 + word
+
+    def patches_to_word(self, word: int) -> torch.Tensor:
+        """(B, h, w): the share of each patch's attention (mean over heads) that goes to the word."""
+        return self.weights.mean(1)[:, : self.n_image, self.word_column(word)].unflatten(1, self.grid)
+
+    def word_to_patches(self, word: int) -> torch.Tensor:
+        """(B, h, w): how the word's own attention (mean over heads) spreads over the patches."""
+        return self.weights.mean(1)[:, self.word_column(word), : self.n_image].unflatten(1, self.grid)
+
+    def text_share(self) -> torch.Tensor:
+        """(B,): the mean share of their attention that the patches give to all text tokens."""
+        return self.weights.mean(1)[:, : self.n_image, self.n_image :].sum(-1).mean(-1)
+
+
+class MMDiT(CaptionDenoiser):
     """A text-to-image MMDiT on the course contract model(x_t, t, (ids, mask)) -> v.
 
     The text encoder's tokens join the image tokens in every block; time + pooled caption drive the adaLN-Zero
-    modulation of both streams. pos: 2D RoPE ("rope_axial", "rope_mixed") or "absolute" on the image tokens.
-    input_size is the training latent size (for gflops); any size divisible by patch_size runs.
+    modulation of both streams. pos: 2D RoPE ("rope_axial", "rope_mixed"), "absolute" or "none" on the image tokens.
     """
 
-    def __init__(self, input_size: int = 8, patch_size: int = 2, in_channels: int = 4, dim: int = 128,
-                 depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0, text_depth: int = 2, max_len: int = 12,
-                 vocab_size: int = None, qk_norm: bool = True, pos: str = "rope_axial"):
+    Config = MMDiTConfig
+
+    def __init__(self, config: MMDiTConfig = MMDIT_SMALL):
         super().__init__()
-        if pos not in POSITIONS:
-            raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}.")
-        self.config = {"input_size": input_size, "patch_size": patch_size, "in_channels": in_channels, "dim": dim,
-                       "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio, "text_depth": text_depth,
-                       "max_len": max_len, "vocab_size": vocab_size, "qk_norm": qk_norm, "pos": pos}
-        self.patch_size, self.in_channels, self.max_len, self.pos = patch_size, in_channels, max_len, pos
-        self.x_embedder = PatchEmbed(patch_size, in_channels, dim)
+        self.config = config
+        dim, heads, depth = config.dim, config.heads, config.depth
+        self.x_embedder = PatchEmbed(config.patch_size, config.in_channels, dim)
         self.t_embedder = TimestepEmbedder(dim)
-        self.text_encoder = TextEncoder(vocab_size or len(Tokenizer()), max_len, dim, text_depth, heads)
+        self.text_encoder = TextEncoder(config.vocab_size, config.max_len, dim, config.text_depth, heads)
         self.pooled_embedder = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.rope = rotary_for(pos, dim // heads, heads, depth)
-        self.blocks = nn.ModuleList([MMDiTBlock(dim, heads, mlp_ratio, qk_norm) for _ in range(depth)])
-        self.final_norm = AdaLN(dim, dim)
-        self.final_linear = nn.Linear(dim, patch_size * patch_size * in_channels)
+        self.rope = rotary_for(config.pos, dim // heads, heads, depth)
+        self.blocks = nn.ModuleList([MMDiTBlock(dim, heads, config.mlp_ratio, config.qk_norm) for _ in range(depth)])
+        self.final_layer = FinalLayer(dim, config.patch_size**2 * config.in_channels, dim)
         self.initialize_weights()
 
     def initialize_weights(self):
         # Zero-out adaLN modulation layers of both streams: every block starts as the identity.
         for block in self.blocks:
             for modulation in (block.modulation_x, block.modulation_c):
-                nn.init.zeros_(modulation.weight)
-                nn.init.zeros_(modulation.bias)
+                nn.init.zeros_(modulation.lin.weight)
+                nn.init.zeros_(modulation.lin.bias)
         # Zero-out the output layer: the untrained MMDiT predicts v = 0.
-        nn.init.zeros_(self.final_norm.modulation[-1].weight)
-        nn.init.zeros_(self.final_norm.modulation[-1].bias)
-        nn.init.zeros_(self.final_linear.weight)
-        nn.init.zeros_(self.final_linear.bias)
-
-    def null_condition(self) -> tuple:
-        return null_caption(self.max_len)
+        nn.init.zeros_(self.final_layer.norm.modulation.lin.weight)
+        nn.init.zeros_(self.final_layer.norm.modulation.lin.bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
 
     def encode(self, x, t, cond) -> tuple:
         """Everything the blocks take: image tokens (B, N, D), text tokens (B, 1 + L, D), their mask, y (B, D),
-        and one rotary angle table per block (None without RoPE)."""
-        tokens, h, w = patch_tokens(x, self.x_embedder, self.pos == "absolute", "MMDiT")
+        one rotary angle table per block (None without RoPE), and the patch grid (h, w)."""
+        tokens, h, w = patch_tokens(x, self.x_embedder, self.config.pos == "absolute", "MMDiT")
         text, mask, pooled = self.text_encoder(*cond)  # (B, 1 + L, D), (B, 1 + L), (B, D)
         y = self.t_embedder(t) + self.pooled_embedder(pooled)  # (B, D)
-        return tokens, text, mask, y, layer_angles(self.rope, h, w, len(self.blocks))
+        return tokens, text, mask, y, layer_angles(self.rope, h, w, len(self.blocks), x.device), (h, w)
 
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
-        tokens, text, mask, y, angles = self.encode(x, t, cond)
+        tokens, text, mask, y, angles, (h, w) = self.encode(x, t, cond)
         for block, rope in zip(self.blocks, angles):
             tokens, text = block(tokens, text, y, mask, rope)  # (B, N, D), (B, 1 + L, D)
-        out = self.final_linear(self.final_norm(tokens, y))  # (B, N, p*p*C)
-        c, h, w = x.shape[1:]
-        return unpatchify(out, self.patch_size, h // self.patch_size, w // self.patch_size, c)  # (B, C, H, W)
+        out = self.final_layer(tokens, y)  # (B, N, p*p*C)
+        return unpatchify(out, self.config.patch_size, h, w, x.shape[1])  # (B, C, H, W)
+
+    @torch.no_grad()
+    def attention_maps(self, x, t, cond, layer: int) -> JointAttentionMaps:
+        """The joint attention of block `layer` when the model is called as model(x, t, cond)."""
+        if not 0 <= layer < len(self.blocks):
+            raise ValueError(f"layer must be in 0..{len(self.blocks) - 1}, got {layer}.")
+        tokens, text, mask, y, angles, grid = self.encode(x, t, cond)
+        for block, rope in zip(self.blocks[:layer], angles):
+            tokens, text = block(tokens, text, y, mask, rope)
+        x_in, c_in, _, _ = self.blocks[layer].attention_inputs(tokens, text, y)
+        return JointAttentionMaps(self.blocks[layer].attn.attention_weights(x_in, c_in, mask, angles[layer]), grid)
 
     def gflops(self) -> float:
         """Multiply-accumulates per image of the joint blocks, in billions: each stream pays its own projections
         and MLP; the attention scores run over all N + M tokens."""
-        n, m = (self.config["input_size"] // self.patch_size) ** 2, 1 + self.max_len
-        d, ratio = self.config["dim"], self.config["mlp_ratio"]
+        cfg = self.config
+        n, m = (cfg.input_size // cfg.patch_size) ** 2, 1 + cfg.max_len
+        d, ratio = cfg.dim, cfg.mlp_ratio
         joint = n + m
         per_block = (block_macs(n, d, ratio) - 2 * n * n * d) + (block_macs(m, d, ratio) - 2 * m * m * d)
         per_block += 2 * joint * joint * d + 2 * 6 * d * d
@@ -193,4 +260,4 @@ class MMDiT(nn.Module):
 
 def mmdit_small(**overrides) -> MMDiT:
     """The shipped lesson 06 MMDiT: width 128, depth 4, 4 heads, patch 2, a 2-layer text encoder, axial RoPE."""
-    return MMDiT(**{"dim": 128, "depth": 4, "heads": 4, "patch_size": 2, "text_depth": 2, **overrides})
+    return MMDiT(replace(MMDIT_SMALL, **overrides))

@@ -13,16 +13,19 @@ import torch
 import torch.nn as nn
 
 
-def rope_frequencies(dim: int, theta: float = 10_000.0) -> torch.Tensor:
+POSITIONS = ("absolute", "rope_axial", "rope_mixed", "none")  # how a transformer's tokens learn where they are
+
+
+def rope_frequencies(dim: int, theta: float = 10_000.0, device=None) -> torch.Tensor:
     """(dim/2,) rotation speeds theta^(-2i/dim) of the channel pairs, fastest first."""
     if dim % 2:
         raise ValueError(f"RoPE rotates channel pairs, so the head dimension must be even, got {dim}.")
-    return theta ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    return theta ** (-torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim)
 
 
 def rope_angles_1d(positions: torch.Tensor, dim: int, theta: float = 10_000.0) -> torch.Tensor:
-    """positions (N,) -> angles (N, dim/2): position times each pair's frequency."""
-    return positions.float()[:, None] * rope_frequencies(dim, theta)[None]
+    """positions (N,) -> angles (N, dim/2) on the positions' device: position times each pair's frequency."""
+    return positions.float()[:, None] * rope_frequencies(dim, theta, positions.device)[None]
 
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -37,9 +40,9 @@ def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     return rotated.flatten(-2).type_as(x)
 
 
-def grid_positions(h: int, w: int) -> torch.Tensor:
+def grid_positions(h: int, w: int, device=None) -> torch.Tensor:
     """(h * w, 2) float (row, column) coordinates of an h x w token grid, row-major."""
-    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    rows, cols = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     return torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
 
 
@@ -49,11 +52,11 @@ def _check_2d(head_dim: int):
                          f"divisible by 4, got {head_dim}.")
 
 
-def axial_angles(h: int, w: int, head_dim: int, theta: float = 100.0) -> torch.Tensor:
+def axial_angles(h: int, w: int, head_dim: int, theta: float = 100.0, device=None) -> torch.Tensor:
     """(h * w, head_dim/2) angles of axial 2D RoPE: the first half of the pairs turn with the row, the second
     half with the column, each with the 1D frequencies of head_dim/2 channels."""
     _check_2d(head_dim)
-    pos = grid_positions(h, w)
+    pos = grid_positions(h, w, device)
     return torch.cat([rope_angles_1d(pos[:, 0], head_dim // 2, theta),
                       rope_angles_1d(pos[:, 1], head_dim // 2, theta)], dim=1)
 
@@ -77,37 +80,40 @@ def mixed_frequencies(head_dim: int, heads: int, theta: float = 10.0, directions
 
 def mixed_angles(h: int, w: int, freqs: torch.Tensor) -> torch.Tensor:
     """freqs (..., pairs, 2) -> angles (..., h * w, pairs) = row * f_row + col * f_col."""
-    return torch.einsum("nk,...pk->...np", grid_positions(h, w).to(freqs), freqs)
+    return torch.einsum("nk,...pk->...np", grid_positions(h, w, freqs.device).to(freqs), freqs)
 
 
 class AxialRoPE(nn.Module):
-    """Axial 2D RoPE for an h x w token grid: forward(h, w) -> angles (h * w, head_dim/2), shared by all heads."""
+    """Axial 2D RoPE for an h x w token grid: forward(h, w, device) -> angles (h * w, head_dim/2), shared by all
+    heads, made on `device`."""
 
     def __init__(self, head_dim: int, theta: float = 100.0):
         super().__init__()
         _check_2d(head_dim)
         self.head_dim, self.theta = head_dim, theta
 
-    def forward(self, h: int, w: int) -> torch.Tensor:
-        return axial_angles(h, w, self.head_dim, self.theta)
+    def forward(self, h: int, w: int, device=None) -> torch.Tensor:
+        return axial_angles(h, w, self.head_dim, self.theta, device)
 
 
 class MixedRoPE(nn.Module):
     """Mixed 2D RoPE with learnable frequencies per layer and head:
-    forward(h, w) -> angles (layers, heads, h * w, head_dim/2)."""
+    forward(h, w) -> angles (layers, heads, h * w, head_dim/2), on the frequencies' device."""
 
     def __init__(self, head_dim: int, heads: int, layers: int = 1, theta: float = 10.0):
         super().__init__()
         _check_2d(head_dim)
         self.freqs = nn.Parameter(torch.stack([mixed_frequencies(head_dim, heads, theta) for _ in range(layers)]))
 
-    def forward(self, h: int, w: int) -> torch.Tensor:
+    def forward(self, h: int, w: int, device=None) -> torch.Tensor:
         return mixed_angles(h, w, self.freqs)
 
 
 def rotary_for(pos: str, head_dim: int, heads: int, layers: int):
-    """The rotary module a transformer with position encoding `pos` needs: AxialRoPE for "rope_axial", a
-    per-layer MixedRoPE for "rope_mixed", None otherwise."""
+    """The rotary module a transformer with position encoding `pos` (one of POSITIONS) needs: AxialRoPE for
+    "rope_axial", a per-layer MixedRoPE for "rope_mixed", None otherwise."""
+    if pos not in POSITIONS:
+        raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}.")
     if pos == "rope_axial":
         return AxialRoPE(head_dim)
     if pos == "rope_mixed":
@@ -115,10 +121,10 @@ def rotary_for(pos: str, head_dim: int, heads: int, layers: int):
     return None
 
 
-def layer_angles(rope, h: int, w: int, layers: int) -> list:
-    """One angle table per layer on an h x w grid: (h * w, head_dim/2) shared (axial), (heads, h * w, head_dim/2)
-    per layer (mixed), or None for every layer without RoPE."""
+def layer_angles(rope, h: int, w: int, layers: int, device=None) -> list:
+    """One angle table per layer on an h x w grid, on `device`: (h * w, head_dim/2) shared (axial),
+    (heads, h * w, head_dim/2) per layer (mixed), or None for every layer without RoPE."""
     if rope is None:
         return [None] * layers
-    angles = rope(h, w)
+    angles = rope(h, w, device)
     return list(angles) if isinstance(rope, MixedRoPE) else [angles] * layers

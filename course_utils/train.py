@@ -1,21 +1,71 @@
 """The one training loop every lesson uses: flow matching on latents, AdamW, clipping, EMA, validation.
 
 Any denoiser on the course contract `model(x_t, t, cond) -> v` trains here; `cond` is None, class ids
-(N,), or a text batch (ids (N, L), mask (N, L)), indexed per sample like the latents.
+(N,), or a text batch (ids (N, L), mask (N, L)), indexed per sample like the latents. The settings of a run are
+one `TrainConfig`; the named presets below are the runs the lessons and the shipped models share.
 """
 
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .flow import drop_condition, flow_matching_loss
+from .flow import SCHEDULES, drop_condition, flow_matching_loss
 
 LR_DECAYS = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The settings of one training run.
+
+    steps: AdamW steps of `batch_size` samples; lr: peak learning rate after `warmup` linear steps, then constant
+    or cosine to 0 (`lr_decay`); grad_clip: largest gradient norm; ema_decay: keep an exponential moving average of
+    the weights (None: no EMA); cfg_dropout: probability of replacing a sample's condition by the null condition
+    (for classifier-free guidance); schedule: training times, "uniform" or "logit_normal"; val_every: validation
+    interval (default: 10 validations a run); seed: batches, noise and times.
+    """
+
+    steps: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = None
+    cfg_dropout: float = 0.0
+    schedule: str = "uniform"
+    warmup: int = 100
+    lr_decay: str = "constant"
+    val_every: int = None
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "warmup", "seed"):
+            value, low = getattr(self, name), 0 if name in ("warmup", "seed") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {value!r}.")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}.")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1) or None, got {self.ema_decay!r}.")
+        if not 0 <= self.cfg_dropout <= 1:
+            raise ValueError(f"TrainConfig.cfg_dropout must be in [0, 1], got {self.cfg_dropout!r}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"TrainConfig.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}.")
+
+
+# The lessons' live runs of caption-conditional denoisers (batch 64, 10% null captions, SD3's logit-normal times).
+LESSON_RUN = TrainConfig(steps=500, batch_size=64, lr=1e-3, cfg_dropout=0.1, schedule="logit_normal")
+# The shipped denoisers (python -m course_utils.retrain): batch 128, a higher lr, an EMA of the weights.
+SHIPPED_RUN = TrainConfig(steps=6000, batch_size=128, lr=2e-3, ema_decay=0.999, cfg_dropout=0.1,
+                          schedule="logit_normal")
+# The shipped MMDiT: longer, with a cosine decay (binding colours to shapes is learned late).
+MMDIT_RUN = replace(SHIPPED_RUN, steps=12_000, lr_decay="cosine")
 
 
 @dataclass
@@ -27,9 +77,6 @@ class History:
     seconds: float = 0.0
     steps: int = 0
     ema: torch.nn.Module = None
-
-    def __getitem__(self, key):
-        return getattr(self, key)
 
     def final_val_loss(self) -> float:
         return self.val_loss[-1][1] if self.val_loss else float("nan")
@@ -78,36 +125,38 @@ def lr_factor(step: int, steps: int, warmup: int, decay: str) -> float:
     return ramp * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train(model, latents: torch.Tensor, cond=None, *, steps: int, batch_size: int = 128, lr: float = 1e-3,
-          weight_decay: float = 0.0, grad_clip: float = 1.0, ema_decay: float = None, cfg_dropout: float = 0.0,
-          null_cond=None, schedule: str = "uniform", val=None, val_every: int = None, seed: int = 0,
-          warmup: int = 100, lr_decay: str = "constant", sample_weights: torch.Tensor = None, callback=None,
-          desc: str = "train") -> History:
-    """Train `model` in place with flow matching for `steps` AdamW steps; returns the History.
+def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=None, null_cond=None,
+          sample_weights: torch.Tensor = None, callback=None, desc: str = "train") -> History:
+    """Train `model` in place with flow matching as `config` says; returns the History.
 
     latents: (N, C, h, w) training latents; cond: their conditions (or None).
-    val: (latents, cond) held out, scored every `val_every` steps and at the end.
-    cfg_dropout: probability of replacing a sample's condition by `null_cond` (for CFG sampling).
-    ema_decay: keep an exponential moving average of the weights (returned as History.ema).
-    lr_decay: "constant" (after `warmup` linear steps) or "cosine" (down to 0 at the last step).
+    val: (latents, cond) held out, scored every `config.val_every` steps and at the end.
+    null_cond: the condition CFG dropout puts in (default: model.null_condition()).
     sample_weights: (N,) relative probability of drawing each training sample (uniform if None).
-    callback(step, history): called after every validation, e.g. to save a snapshot.
-    On CUDA the forward pass runs under bf16 autocast.
+    callback(step, history): called after every validation (history.val_loss and .ema are current), e.g. to save
+    a snapshot. Losses stay on the device during the run (no host sync per step). On CUDA the forward pass runs
+    under bf16 autocast.
     """
-    if lr_decay not in LR_DECAYS:
-        raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}.")
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig (e.g. replace(LESSON_RUN, steps=200)), got {config!r:.60}.")
     if sample_weights is not None and (sample_weights.shape != (len(latents),) or (sample_weights < 0).any()):
         raise ValueError(f"sample_weights must be ({len(latents)},) non-negative, got {tuple(sample_weights.shape)}.")
-    if len(latents) < batch_size:
-        batch_size = len(latents)
+    if config.cfg_dropout > 0 and cond is not None and null_cond is None:
+        if not hasattr(model, "null_condition"):
+            raise ValueError("condition dropout for classifier-free guidance needs a null condition: pass null_cond "
+                             "or give the model a null_condition() method.")
+        null_cond = model.null_condition()
+    steps, batch_size = config.steps, min(config.batch_size, len(latents))
     device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup, lr_decay))
-    ema = copy.deepcopy(model).eval().requires_grad_(False) if ema_decay else None
+    gen = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, config.warmup, config.lr_decay))
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay is not None else None
+    ema_params, params = (list(ema.parameters()), list(model.parameters())) if ema is not None else ((), ())
     history = History(ema=ema)
-    val_every = val_every or max(1, steps // 10)
+    val_every = config.val_every or max(1, steps // 10)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    losses = []
     model.train()
     start = time.time()
     bar = tqdm(range(1, steps + 1), desc=desc)
@@ -117,19 +166,18 @@ def train(model, latents: torch.Tensor, cond=None, *, steps: int, batch_size: in
         else:
             idx = torch.multinomial(sample_weights, batch_size, replacement=True, generator=gen)
         x1 = latents[idx].to(device)
-        c = _to(drop_condition(_take(cond, idx), null_cond, cfg_dropout, gen), device)
+        c = _to(drop_condition(_take(cond, idx), null_cond, config.cfg_dropout, gen), device)
         with autocast:
-            loss = flow_matching_loss(model, x1, c, generator=gen, schedule=schedule)
+            loss = flow_matching_loss(model, x1, c, generator=gen, schedule=config.schedule)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.step()
         sched.step()
         if ema is not None:
             with torch.no_grad():
-                for p_ema, p in zip(ema.parameters(), model.parameters()):
-                    p_ema.lerp_(p, 1 - ema_decay)
-        history.train_loss.append((step, loss.item()))
+                torch._foreach_lerp_(ema_params, params, 1 - config.ema_decay)
+        losses.append(loss.detach())
         if val is not None and (step % val_every == 0 or step == steps):
             history.val_loss.append((step, validation_loss(ema or model, *val)))
             bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{history.val_loss[-1][1]:.3f}")
@@ -137,23 +185,7 @@ def train(model, latents: torch.Tensor, cond=None, *, steps: int, batch_size: in
                 callback(step, history)
         elif step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+    history.train_loss = list(zip(range(1, steps + 1), torch.stack(losses).float().cpu().tolist()))
     history.seconds = time.time() - start
     history.steps = steps
     return history
-
-
-def save_model(path, model: torch.nn.Module, config: dict, step: int = 0, half: bool = False) -> str:
-    """Save a model's state dict with the config that rebuilds it; returns the sha256.
-
-    half: store floating-point weights as float16 (half the file; loading casts them back to float32).
-    """
-    state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
-    return save_checkpoint(path, state, config, step)
-
-
-def load_model(path, build, sha256: str = None) -> torch.nn.Module:
-    """Rebuild a model with build(**config) and load its weights; in eval mode."""
-    ckpt = load_checkpoint(path, sha256=sha256)
-    model = build(**ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()

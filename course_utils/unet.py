@@ -6,14 +6,43 @@ level's detail across to the decoder. Time and caption enter every residual bloc
 Unlike an autoencoder it returns a velocity with exactly the input's shape: `model(x_t, t, cond) -> v`.
 """
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
 from .attention import Attention
-from .data import Tokenizer
-from .embeddings import CaptionEmbedder, TimestepEmbedder, null_caption
+from .embeddings import VOCAB_SIZE, CaptionDenoiser, CaptionEmbedder, TimestepEmbedder
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything that builds a U-Net; a checkpoint stores it, so nothing is resolved at load time.
+
+    channels: width at each resolution level; the input is downsampled len(channels) - 1 times.
+    blocks: residual blocks per level (encoder and decoder). attention: self-attention at the lowest
+    resolution. skip: concatenate encoder features into the decoder (False: the bottleneck is the only path).
+    input_size: the training latent side (for sampling); any side divisible by 2^(levels - 1) runs.
+    """
+
+    in_channels: int = 4
+    channels: tuple = (32, 64, 96)
+    blocks: int = 2
+    attention: bool = True
+    skip: bool = True
+    vocab_size: int = VOCAB_SIZE
+    max_len: int = 12
+    input_size: int = 8
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(self.channels))
+        if any(c % 8 for c in self.channels):
+            raise ValueError(f"every U-Net width must be a multiple of 8 (GroupNorm's 8 groups), got {self.channels}.")
+
+
+UNET_SMALL = UNetConfig(channels=(32, 64, 96), blocks=2)  # the lesson's U-Net: 8 -> 4 -> 2, attention at 2x2
 
 
 class ResBlock(nn.Module):
@@ -49,23 +78,18 @@ class AttentionBlock(nn.Module):
         return x + rearrange(self.attn(tokens), "b (h w) c -> b c h w", h=h, w=w)
 
 
-class UNet(nn.Module):
-    """A caption-conditional diffusion U-Net.
+class UNet(CaptionDenoiser):
+    """A caption-conditional diffusion U-Net (see UNetConfig for its settings)."""
 
-    channels: width at each resolution level; the input is downsampled len(channels) - 1 times.
-    blocks: residual blocks per level (encoder and decoder). attention: self-attention at the lowest
-    resolution. skip: concatenate encoder features into the decoder (False: the bottleneck is the only path).
-    """
+    Config = UNetConfig
 
-    def __init__(self, in_channels: int = 4, channels=(32, 64, 96), blocks: int = 2, attention: bool = True,
-                 skip: bool = True, vocab_size: int = None, max_len: int = 12):
+    def __init__(self, config: UNetConfig = UNET_SMALL):
         super().__init__()
-        self.config = {"in_channels": in_channels, "channels": tuple(channels), "blocks": blocks,
-                       "attention": attention, "skip": skip, "vocab_size": vocab_size, "max_len": max_len}
-        self.skip, self.max_len = skip, max_len
+        self.config = config
+        in_channels, channels, blocks, skip = config.in_channels, config.channels, config.blocks, config.skip
         emb_dim = 4 * channels[0]
         self.time_embed = TimestepEmbedder(emb_dim)
-        self.caption_embed = CaptionEmbedder(vocab_size or len(Tokenizer()), max_len, emb_dim)
+        self.caption_embed = CaptionEmbedder(config.vocab_size, config.max_len, emb_dim)
         self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
 
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
@@ -81,7 +105,7 @@ class UNet(nn.Module):
                 self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
 
         self.mid1 = ResBlock(c, c, emb_dim)
-        self.mid_attn = AttentionBlock(c) if attention else nn.Identity()
+        self.mid_attn = AttentionBlock(c) if config.attention else nn.Identity()
         self.mid2 = ResBlock(c, c, emb_dim)
 
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
@@ -105,9 +129,6 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def null_condition(self) -> tuple:
-        return null_caption(self.max_len)
-
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
         factor = 2 ** (len(self.down) - 1)
@@ -126,7 +147,7 @@ class UNet(nn.Module):
         h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)  # bottleneck
         for level, blocks in enumerate(self.up):
             for block in blocks:
-                h = block(torch.cat([h, skips.pop()], dim=1) if self.skip else h, emb)
+                h = block(torch.cat([h, skips.pop()], dim=1) if self.config.skip else h, emb)
             if level < len(self.upsample):
                 h = self.upsample[level](h)  # (B, c, 2x the resolution)
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W)
@@ -134,5 +155,5 @@ class UNet(nn.Module):
 
 def unet_small(**overrides) -> UNet:
     """The lesson's U-Net: widths 32, 64, 96 on 8x8 latents (8 -> 4 -> 2), attention at 2x2."""
-    return UNet(**{"channels": (32, 64, 96), "blocks": 2, **overrides})
+    return UNet(replace(UNET_SMALL, **overrides))
 

@@ -5,21 +5,18 @@ A KL-regularised convolutional autoencoder that maps images (B, 3, H, W) in [-1,
 Latents returned by `encode` are multiplied by `scale_factor` so they have unit std, as in SD.
 """
 
-import argparse
 import math
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import load_shipped, register_shipped, save_checkpoint
-from .config import DATA_DIR
+from .checkpoint import load_model
+from .config import SEEDS, stream_seed
 from .data import render_shapes, to_float
 
-VAE_FILE = "vae.pt"
-VAE_CONFIG = {"channels": (16, 32, 64), "latent_channels": 4}
+VAE_CONFIG = {"channels": (16, 32, 64), "latent_channels": 4}  # the shipped VAE's architecture
 
 
 class ResBlock(nn.Module):
@@ -91,9 +88,20 @@ class VAE(nn.Module):
 
     def __init__(self, channels=(32, 64, 96), latent_channels=4, scale_factor: float = 1.0):
         super().__init__()
+        self.channels, self.latent_channels = tuple(channels), latent_channels
         self.encoder = Encoder(channels, latent_channels)
         self.decoder = Decoder(channels, latent_channels)
         self.register_buffer("scale_factor", torch.tensor(float(scale_factor)))
+
+    @classmethod
+    def from_config(cls, config: dict) -> "VAE":
+        return cls(**config)
+
+    @property
+    def config(self) -> dict:
+        """What rebuilds this VAE, the fitted latent scale included."""
+        return {"channels": self.channels, "latent_channels": self.latent_channels,
+                "scale_factor": float(self.scale_factor)}
 
     def _check(self, images):
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 4 or images.shape[3] % 4:
@@ -139,7 +147,8 @@ def psnr(images: torch.Tensor, recon: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def reconstruction_psnr(vae: VAE, n: int = 1000, size: int = 32, seed: int = 10_000, batch: int = 250) -> float:
+def reconstruction_psnr(vae: VAE, n: int = 1000, size: int = 32, seed: int = SEEDS["vae_test"],
+                        batch: int = 250) -> float:
     """PSNR of decode(encode(x)) on n fresh Shapes images (a seed the training never uses)."""
     images = to_float(render_shapes(n, seed=seed, size=size).images)
     recon = torch.cat([vae.decode(vae.encode(images[i : i + batch])) for i in range(0, n, batch)])
@@ -148,13 +157,10 @@ def reconstruction_psnr(vae: VAE, n: int = 1000, size: int = 32, seed: int = 10_
 
 def load_vae(device="cpu") -> VAE:
     """The shipped VAE (data/vae.pt), sha256-verified, in eval mode."""
-    ckpt = load_shipped(VAE_FILE)
-    vae = VAE(**ckpt["config"])
-    vae.load_state_dict(ckpt["state_dict"])
-    return vae.eval().to(device)
+    return load_model("vae", device)
 
 
-def train_vae(steps: int = 6000, batch_size: int = 32, lr: float = 2e-3, seed: int = 0) -> VAE:
+def train_vae(steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, seed: int = SEEDS["vae_training"]) -> VAE:
     """Train the VAE on freshly generated Shapes images (32x32 and 64x64 mixed), then fit its scale."""
     torch.manual_seed(seed)
     vae = VAE(**VAE_CONFIG)
@@ -164,7 +170,7 @@ def train_vae(steps: int = 6000, batch_size: int = 32, lr: float = 2e-3, seed: i
     for step in bar:
         size = 64 if step % 4 == 3 else 32  # some 64x64 batches, so borders and room are both seen
         n = batch_size // 4 if size == 64 else batch_size
-        images = to_float(render_shapes(n, seed=seed * 1_000_003 + step, size=size).images)
+        images = to_float(render_shapes(n, seed=stream_seed(seed, step), size=size).images)
         loss, mse = vae_loss(vae, images)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -175,23 +181,7 @@ def train_vae(steps: int = 6000, batch_size: int = 32, lr: float = 2e-3, seed: i
             bar.set_postfix(psnr=f"{10 * math.log10(4 / mse.item()):.1f}")
     vae.eval()
     with torch.no_grad():
-        mean, _ = vae.posterior(to_float(render_shapes(2000, seed=seed + 777).images))
+        mean, _ = vae.posterior(to_float(render_shapes(2000, seed=seed + SEEDS["vae_scale"]).images))
     vae.scale_factor.fill_(1.0 / mean.std().item())
     return vae
 
-
-def main():
-    parser = argparse.ArgumentParser(description="Retrain the course VAE and write data/vae.pt.")
-    parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    start = time.time()
-    vae = train_vae(steps=args.steps, seed=args.seed)
-    config = {**VAE_CONFIG, "scale_factor": vae.scale_factor.item()}
-    save_checkpoint(DATA_DIR / VAE_FILE, vae.state_dict(), config, step=args.steps)
-    print(f"trained in {time.time() - start:.0f} s; sha256 {register_shipped(VAE_FILE)}")
-    print(f"PSNR 32x32: {reconstruction_psnr(vae, size=32):.2f} dB, 64x64: {reconstruction_psnr(vae, size=64):.2f} dB")
-
-
-if __name__ == "__main__":
-    main()
