@@ -29,6 +29,7 @@ SEEDS = {
     "vae_test": 10_000,  # vae.reconstruction_psnr
     "judge_test": 20_000,  # judge.attribute_accuracy
     "examples": 700_000,  # the explorers' and lessons' example scenes
+    "tests": 800_000,  # the test suite's measurements of the VAE, the judge and the metrics (+ a small offset)
     "eval_prompts": 900_000,  # metrics.evaluate: held-out captions (+ the evaluation's seed)
     "eval_real": 950_000,  # metrics.evaluate: real images for the Frechet distance (+ the evaluation's seed)
 }

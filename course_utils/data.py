@@ -89,11 +89,6 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1.0
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float images in [-1, 1] -> uint8 in [0, 255] (clamped)."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def _sample_scenes(rng: np.random.Generator, n: int, mode: str) -> list:
     """Draw n scene records. mode 'mixed' gives half single-object and half relation scenes."""
     records = []

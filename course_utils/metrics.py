@@ -9,6 +9,7 @@ from .data import relation_holds, render_shapes, to_float
 from .flow import generate
 from .judge import ATTRIBUTES, Judge, load_judge, read_scenes, scene_objects
 
+
 def matches_record(objects: list, record: dict) -> bool:
     """Whether the objects read from an image say what the record's caption says (and nothing more)."""
     want = record["objects"]

@@ -12,7 +12,6 @@ import math
 import torch
 import torch.nn as nn
 
-
 POSITIONS = ("absolute", "rope_axial", "rope_mixed", "none")  # how a transformer's tokens learn where they are
 
 

@@ -47,7 +47,7 @@ def show_latent_channels(latents: torch.Tensor, size: float = 1.7):
     fig, axes = plt.subplots(b, c, figsize=(size * c, size * b), squeeze=False)
     for i in range(b):
         for j in range(c):
-            axes[i, j].imshow(latents[i, j].cpu(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+            axes[i, j].imshow(latents[i, j].detach().cpu().numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
             axes[i, j].axis("off")
             if i == 0:
                 axes[i, j].set_title(f"channel {j}", fontsize=8)
@@ -60,7 +60,8 @@ def plot_curves(histories: dict, key: str = "val_loss", ax=None, logy: bool = Tr
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.2))
     for label, history in histories.items():
-        steps, values = zip(*history[key]) if history[key] else ((), ())
+        points = getattr(history, key)
+        steps, values = zip(*points) if points else ((), ())
         ax.plot(steps, values, marker="o" if len(steps) < 15 else None, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel(key.replace("_", " "))

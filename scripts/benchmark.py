@@ -5,6 +5,7 @@ of the lesson models and explorer redraws.
     python scripts/benchmark.py models     # only the training steps and the explorers
 """
 
+import os
 import shutil
 import sys
 import tempfile
@@ -12,10 +13,12 @@ import time
 
 import torch
 
+from course_utils.checkpoint import load_model
+from course_utils.config import SEEDS
 from course_utils.data import render_shapes, to_float
+from course_utils.judge import attribute_accuracy, read_scenes
 from course_utils.latents import load_latents
-from course_utils.metrics import attribute_accuracy, load_judge, read_scenes
-from course_utils.vae import load_vae, reconstruction_psnr
+from course_utils.vae import reconstruction_psnr
 
 
 def timed(label, fn, repeat=1):
@@ -30,11 +33,10 @@ def timed(label, fn, repeat=1):
 
 def models():
     from course_utils.dit import dit_small, dit_tiny
+    from course_utils.explorers import mmdit_attention_explorer, rope_1d_explorer, rope_2d_explorer
     from course_utils.flow import flow_matching_loss
     from course_utils.mmdit import mmdit_small
-    from course_utils.recipes import load_lesson_model
     from course_utils.unet import unet_small
-    from course_utils.widgets import mmdit_attention_explorer, rope_1d_explorer, rope_2d_explorer
 
     torch.set_num_threads(2)
     data = load_latents("train")
@@ -52,7 +54,7 @@ def models():
     one, two = rope_1d_explorer(), rope_2d_explorer()
     timed("1D RoPE explorer redraw", lambda: one.controls["position"].set_trait("value", one.view["position"] + 1), 3)
     timed("2D RoPE explorer redraw", lambda: two.controls["row"].set_trait("value", (two.view["query"][0] + 1) % 15), 3)
-    attention = mmdit_attention_explorer(load_lesson_model("mmdit"))
+    attention = mmdit_attention_explorer(load_model("mmdit"))
     timed("MMDiT attention explorer redraw, step slider",
           lambda: attention.controls["step"].set_trait("value", (attention.controls["step"].value + 1) % 10), 3)
     captions = iter(["a red circle below a blue square", "a green square above a white circle", "a cyan circle"
@@ -68,8 +70,8 @@ def main():
     torch.set_num_threads(1)
     timed("render 50,000 images at 32x32 (1 thread)", lambda: render_shapes(50_000, seed=0))
     torch.set_num_threads(2)
-    vae, judge = load_vae(), load_judge()
-    images = to_float(render_shapes(5000, seed=1).images)
+    vae, judge = load_model("vae"), load_model("judge")
+    images = to_float(render_shapes(5000, seed=SEEDS["examples"]).images)
     timed("VAE encode 5,000 images", lambda: torch.cat([vae.encode(images[i:i + 500]) for i in range(0, 5000, 500)]))
     timed("judge reads 5,000 images", lambda: read_scenes(judge, images))
     print(f"VAE PSNR on 1,000 fresh images: 32x32 {reconstruction_psnr(vae, size=32):.2f} dB, "
@@ -79,7 +81,6 @@ def main():
         print(f"judge accuracy at {size}x{size}: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
 
     models()
-    import os
 
     cache = tempfile.mkdtemp()
     os.environ["COURSE_CACHE"] = cache

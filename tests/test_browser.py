@@ -1,93 +1,95 @@
-"""Explorers in a real browser: JupyterLab runs the lesson notebook, Chromium moves a slider, and the
-printed numbers and the figure must update. Screenshots land in test-artifacts/."""
+"""Every explorer in a real browser: JupyterLab boots once and runs one generated notebook that holds every lesson
+cell tagged "explorer"; Chromium moves a slider of each, and its printed numbers and its figure must update.
+A screenshot lands in test-artifacts/explorers.png."""
 
 from pathlib import Path
 
 import pytest
-from browser import TIMEOUT_MS, explorer_figure, explorer_text, jupyter_lab_page, set_slider, slider
+from browser import (
+    TIMEOUT_MS,
+    explorer,
+    explorer_figure,
+    explorer_notebook,
+    explorer_text,
+    jupyter_lab_page,
+    require_chromium,
+    set_slider,
+    slider,
+)
 from playwright.sync_api import expect
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("0*.ipynb"))
+ORDER = ["receptive field", "patches", "adaln", "rope 1d", "rope 2d", "mmdit attention"]  # lessons 01, 03-06
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    require_chromium()
+    home = tmp_path_factory.mktemp("browser")
+    (home / "lab").mkdir()
+    notebook = home / "lab" / "explorers.ipynb"
+    assert explorer_notebook(NOTEBOOKS, notebook) == len(ORDER)
+    with jupyter_lab_page(notebook, home) as page:
+        yield page
+
+
+def responds(scope, label, value, before_text, after_text):
+    """Move slider `label` to `value`: the text must go from before_text to after_text and the figure change."""
+    text, figure = explorer_text(scope), explorer_figure(scope)
+    expect(text).to_contain_text(before_text, timeout=TIMEOUT_MS)
+    before = figure.get_attribute("src")
+    set_slider(scope, label, value)
+    expect(text).to_contain_text(after_text, timeout=TIMEOUT_MS)
+    expect(figure).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
 
 
 @pytest.mark.browser
-def test_receptive_field_explorer_responds_in_the_browser(tmp_path):
-    with jupyter_lab_page(NOTEBOOKS / "01_receptive_fields.ipynb", tmp_path) as page:
-        slider(page, "depth")
-        text = explorer_text(page)
-        expect(text).to_contain_text("receptive field: 9 pixels", timeout=TIMEOUT_MS)
-        image = explorer_figure(page)
-        before = image.get_attribute("src")
-
-        set_slider(page, "depth", 6)
-        expect(text).to_contain_text("receptive field: 13 pixels", timeout=TIMEOUT_MS)
-        expect(image).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
-
-        set_slider(page, "downsample every", 2)
-        expect(text).to_contain_text("downsample every 2 layers", timeout=TIMEOUT_MS)
+def test_receptive_field_explorer_responds_in_the_browser(page):
+    scope = explorer(page, ORDER.index("receptive field"))
+    responds(scope, "depth", 6, "receptive field: 9 pixels", "receptive field: 13 pixels")
+    set_slider(scope, "downsample every", 2)
+    expect(explorer_text(scope)).to_contain_text("downsample every 2 layers", timeout=TIMEOUT_MS)
 
 
 @pytest.mark.browser
-def test_patch_explorer_responds_in_the_browser(tmp_path):
-    with jupyter_lab_page(NOTEBOOKS / "03_patchify_vit.ipynb", tmp_path) as page:
-        handle = slider(page, "patch size").locator(".noUi-handle")
-        text = explorer_text(page)
-        expect(text).to_contain_text("tokens: 4x4 = 16", timeout=TIMEOUT_MS)
-        image = explorer_figure(page)
-        before = image.get_attribute("src")
-
-        handle.focus()
-        handle.press("ArrowRight")  # patch size 2 -> 4
-        expect(text).to_contain_text("tokens: 2x2 = 4", timeout=TIMEOUT_MS)
-        expect(image).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
+def test_patch_explorer_responds_in_the_browser(page):
+    scope = explorer(page, ORDER.index("patches"))
+    text, figure = explorer_text(scope), explorer_figure(scope)
+    expect(text).to_contain_text("tokens: 4x4 = 16", timeout=TIMEOUT_MS)
+    before = figure.get_attribute("src")
+    handle = slider(scope, "patch size").locator(".noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")  # patch size 2 -> 4 (a selection slider has no editable readout)
+    expect(text).to_contain_text("tokens: 2x2 = 4", timeout=TIMEOUT_MS)
+    expect(figure).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
 
 
 @pytest.mark.browser
-def test_adaln_explorer_responds_in_the_browser(tmp_path):
-    with jupyter_lab_page(NOTEBOOKS / "04_dit_adaln.ipynb", tmp_path) as page:
-        slider(page, "t")
-        text = explorer_text(page)
-        expect(text).to_contain_text("t = 0.50", timeout=TIMEOUT_MS)
-        image = explorer_figure(page)
-        before = image.get_attribute("src")
-
-        set_slider(page, "t", 0.9)
-        expect(text).to_contain_text("t = 0.90", timeout=TIMEOUT_MS)
-        expect(image).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
-        set_slider(page, "channel", 7)
-        expect(text).to_contain_text("channel 7:", timeout=TIMEOUT_MS)
+def test_adaln_explorer_responds_in_the_browser(page):
+    scope = explorer(page, ORDER.index("adaln"))
+    responds(scope, "t", 0.9, "t = 0.50", "t = 0.90")
+    set_slider(scope, "channel", 7)
+    expect(explorer_text(scope)).to_contain_text("channel 7:", timeout=TIMEOUT_MS)
 
 
 @pytest.mark.browser
-def test_rope_explorers_respond_in_the_browser(tmp_path):
-    with jupyter_lab_page(NOTEBOOKS / "05_rope.ipynb", tmp_path) as page:
-        slider(page, "position m")
-        one, two = explorer_text(page, 0), explorer_text(page, 1)
-        expect(one).to_contain_text("query at position m = 3", timeout=TIMEOUT_MS)
-        expect(two).to_contain_text("query token (row 7, column 7)", timeout=TIMEOUT_MS)
-        before = explorer_figure(page, 1).get_attribute("src")
-
-        set_slider(page, "position m", 12)
-        expect(one).to_contain_text("query at position m = 12", timeout=TIMEOUT_MS)
-        set_slider(page, "query row", 2)
-        expect(two).to_contain_text("query token (row 2, column 7)", timeout=TIMEOUT_MS)
-        expect(explorer_figure(page, 1)).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
-        page.get_by_role("button", name="mixed", exact=True).click()
-        set_slider(page, "direction", 90)
-        expect(two).to_contain_text("direction 90 degrees", timeout=TIMEOUT_MS)
+def test_rope_1d_explorer_responds_in_the_browser(page):
+    scope = explorer(page, ORDER.index("rope 1d"))
+    responds(scope, "position m", 12, "query at position m = 3", "query at position m = 12")
 
 
 @pytest.mark.browser
-def test_mmdit_attention_explorer_responds_in_the_browser(tmp_path):
-    with jupyter_lab_page(NOTEBOOKS / "06_mmdit.ipynb", tmp_path) as page:
-        slider(page, "word")
-        text = explorer_text(page)
-        expect(text).to_contain_text("word 1 'red'", timeout=TIMEOUT_MS)
-        image = explorer_figure(page)
-        before = image.get_attribute("src")
+def test_rope_2d_explorer_responds_in_the_browser(page):
+    scope = explorer(page, ORDER.index("rope 2d"))
+    responds(scope, "query row", 2, "query token (row 7, column 7)", "query token (row 2, column 7)")
+    scope.get_by_role("button", name="mixed", exact=True).click()
+    set_slider(scope, "direction", 90)
+    expect(explorer_text(scope)).to_contain_text("direction 90 degrees", timeout=TIMEOUT_MS)
 
-        set_slider(page, "word", 2)
-        expect(text).to_contain_text("word 2 'circle'", timeout=TIMEOUT_MS)
-        expect(image).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
-        set_slider(page, "step", 8)
-        expect(text).to_contain_text("step 8 of 10", timeout=TIMEOUT_MS)
+
+@pytest.mark.browser
+def test_mmdit_attention_explorer_responds_in_the_browser(page):
+    scope = explorer(page, ORDER.index("mmdit attention"))
+    responds(scope, "word", 2, "word 1 'red'", "word 2 'circle'")
+    set_slider(scope, "step", 8)
+    expect(explorer_text(scope)).to_contain_text("step 8 of 10", timeout=TIMEOUT_MS)

@@ -2,7 +2,17 @@ import pytest
 import torch
 
 from course_utils import checkpoint
-from course_utils.checkpoint import load_checkpoint, load_shipped, save_checkpoint, sha256_file, write_atomic
+from course_utils.checkpoint import (
+    load_checkpoint,
+    load_model,
+    load_shipped,
+    save_checkpoint,
+    save_model,
+    sha256_file,
+    write_atomic,
+)
+from course_utils.dit import DiT, dit_tiny
+from course_utils.mmdit import mmdit_small
 
 SIZE_LIMITS_MB = {"vae.pt": 2, "judge.pt": 2, "unet.pt": 5, "dit.pt": 5, "mmdit.pt": 8}  # the issues' limits
 
@@ -61,3 +71,40 @@ def test_a_shipped_file_that_was_replaced_is_refused(tmp_path, monkeypatch):
         load_shipped("vae.pt")
     with pytest.raises(FileNotFoundError, match="not among the shipped files"):
         load_shipped("unet.pt")
+
+
+def test_save_model_then_load_model_rebuilds_the_same_model(tmp_path):
+    torch.manual_seed(0)
+    model = dit_tiny("cross_attention", depth=2, pos="rope_axial")
+    for p in model.parameters():  # non-zero everywhere, so a missed weight shows
+        torch.nn.init.normal_(p, std=0.1)
+    save_model(tmp_path / "dit.pt", model, step=3)
+    loaded = load_model(tmp_path / "dit.pt")
+    assert isinstance(loaded, DiT) and loaded.config == model.config and not loaded.training
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    cond = (torch.randint(1, 10, (2, 12)), torch.ones(2, 12, dtype=torch.bool))
+    assert torch.equal(loaded(x, t, cond), model.eval()(x, t, cond))
+    assert load_checkpoint(tmp_path / "dit.pt")["builder"] == "course_utils.dit.DiT"
+
+
+def test_half_precision_checkpoints_load_as_float32(tmp_path):
+    model = mmdit_small(depth=1)
+    save_model(tmp_path / "m.pt", model, half=True)
+    assert all(v.dtype == torch.float16 for v in load_checkpoint(tmp_path / "m.pt")["state_dict"].values()
+               if v.is_floating_point())
+    assert all(p.dtype == torch.float32 for p in load_model(tmp_path / "m.pt").parameters())
+
+
+def test_every_shipped_name_loads_its_registered_class():
+    for name, (file, builder, _) in checkpoint.SHIPPED.items():
+        model = load_model(name)
+        assert checkpoint.builder_name(model) == builder, name
+        assert file in checkpoint.shipped_sums()
+
+
+def test_load_model_refuses_unknown_names_and_foreign_builders(tmp_path):
+    with pytest.raises(ValueError, match="a shipped model name .*vae, judge, unet, dit, mmdit"):
+        load_model("gan")
+    save_checkpoint(tmp_path / "evil.pt", {}, {}, builder="os.system")
+    with pytest.raises(ValueError, match="names no course model"):
+        load_model(tmp_path / "evil.pt")

@@ -57,3 +57,26 @@ def test_cache_dir_is_created_on_demand_and_git_ignored(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE", str(target))
     assert config.cache_dir() == target and target.is_dir()
     assert "data/cache/" in (config.REPO_DIR / ".gitignore").read_text().split()
+
+
+def test_no_named_seed_outside_training_draws_training_images():
+    """Examples, tests and evaluations (each with offsets up to 1,000) never render a training scene."""
+    training = config.training_seeds()
+    held_out = ("vae_test", "judge_test", "examples", "tests", "eval_prompts", "eval_real")
+    for name in held_out:
+        for seed in range(config.SEEDS[name], config.SEEDS[name] + 1000):
+            assert not any(seed in seeds for seeds in training.values()), (name, seed)
+    starts = sorted(config.SEEDS[name] for name in held_out)
+    assert all(b - a >= 1000 for a, b in zip(starts, starts[1:])), "held-out seed ranges overlap"
+
+
+def test_training_streams_draw_one_seed_per_step():
+    assert config.stream_seed(1, 0) == config.STREAM_STRIDE and config.stream_seed(1, 5) == config.STREAM_STRIDE + 5
+    assert config.stream_seed(0, 3000) in config.training_seeds()["vae stream"]
+
+
+def test_course_data_moves_the_data_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    assert importlib.reload(config).DATA_DIR == tmp_path.resolve()
+    monkeypatch.delenv("COURSE_DATA")
+    assert importlib.reload(config).DATA_DIR == config.REPO_DIR / "data"

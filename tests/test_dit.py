@@ -1,30 +1,18 @@
 import pytest
 import torch
-import torch.nn.functional as F
 from flops import math_attention
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_utils.adaln import AdaLN, AdaLNBlock, modulate
 from course_utils.attention import block_macs
 from course_utils.data import Tokenizer
-from course_utils.dit import CONDITIONINGS, CrossAttentionBlock, DiT, dit_tiny
-from course_utils.train import train
+from course_utils.dit import CONDITIONINGS, CrossAttentionBlock, DiT, DiTConfig, dit_tiny
+from course_utils.train import TrainConfig, train
 
 TOK = Tokenizer()
 
 
 def captions(*texts):
     return TOK.encode(list(texts))
-
-
-def test_modulate_formula_and_zero_modulation_is_plain_layer_norm():
-    x, shift, scale = torch.randn(2, 5, 8), torch.randn(2, 8), torch.randn(2, 8)
-    assert torch.allclose(modulate(x, shift, scale), x * (1 + scale[:, None]) + shift[:, None])
-    assert torch.equal(modulate(x, torch.zeros(2, 8), torch.zeros(2, 8)), x)
-    ada = AdaLN(8, 16)
-    torch.nn.init.zeros_(ada.modulation[-1].weight)
-    torch.nn.init.zeros_(ada.modulation[-1].bias)
-    assert torch.allclose(ada(x, torch.randn(2, 16)), F.layer_norm(x, (8,), eps=1e-6), atol=1e-6)
 
 
 def test_adaln_zero_dit_is_zero_and_every_block_is_the_identity_at_init():
@@ -38,12 +26,37 @@ def test_adaln_zero_dit_is_zero_and_every_block_is_the_identity_at_init():
         assert torch.equal(block(tokens, c), tokens)
 
 
-def test_plain_adaln_blocks_are_not_the_identity_at_init():
+def test_plain_adaln_blocks_are_not_the_identity_at_init_and_have_no_gates():
     model = dit_tiny("adaln")
     tokens, c = torch.randn(2, 16, 128), torch.randn(2, 128)
     assert not torch.allclose(model.blocks[0](tokens, c), tokens)
-    assert set(model.blocks[0].modulation_params(c)) == {"shift_msa", "scale_msa", "gate_msa", "shift_mlp",
-                                                         "scale_mlp", "gate_mlp"}
+    msa, mlp = model.modulation(torch.rand(2), captions("two small red circles", "a blue square in the center"), 0)
+    assert msa.gate is None and mlp.gate is None and msa.shift.shape == mlp.scale.shape == (2, 128)
+
+
+def test_modulation_is_what_the_block_applies():
+    """DiT.modulation and DiT.block_input give exactly what block `b` computes inside forward."""
+    torch.manual_seed(0)
+    model = dit_tiny("adaln_zero", depth=3)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    cond = captions("two small red circles", "a red circle above a blue square")
+    tokens, c, rope = model.block_input(x, t, cond, 2)
+    msa, mlp = model.modulation(t, cond, 2)
+    block = model.blocks[2]
+    h = block.norm1(tokens) * (1 + msa.scale[:, None]) + msa.shift[:, None]
+    by_hand = tokens + msa.gate[:, None] * block.attn(h)
+    h = block.norm2(by_hand) * (1 + mlp.scale[:, None]) + mlp.shift[:, None]
+    by_hand = by_hand + mlp.gate[:, None] * block.mlp(h)
+    assert rope is None and torch.allclose(block(tokens, c), by_hand, atol=1e-6)
+    with pytest.raises(ValueError, match="conditioning is 'cross_attention'"):
+        dit_tiny("cross_attention").modulation(t, cond, 0)
+
+
+def test_only_the_sequence_variants_have_word_tokens():
+    assert not hasattr(dit_tiny("adaln_zero"), "word_proj") and not hasattr(dit_tiny("adaln"), "word_proj")
+    assert hasattr(dit_tiny("in_context"), "word_proj") and hasattr(dit_tiny("cross_attention"), "word_proj")
 
 
 @pytest.mark.parametrize("conditioning", CONDITIONINGS)
@@ -55,7 +68,7 @@ def test_every_variant_keeps_the_shape_and_learns_to_use_the_caption(conditionin
     ids, mask = captions(*texts)
     labels = torch.randint(2, (256,), generator=torch.Generator().manual_seed(0))
     latents = torch.where(labels[:, None, None, None] == 0, 1.0, -1.0) * torch.ones(256, 4, 8, 8)
-    train(model, latents, (ids[labels], mask[labels]), steps=40, batch_size=64, lr=3e-3, warmup=1)
+    train(model, latents, (ids[labels], mask[labels]), config=TrainConfig(steps=40, batch_size=64, lr=3e-3, warmup=1))
     x, t = torch.randn(2, 4, 8, 8), torch.full((2,), 0.5)
     with torch.no_grad():
         v_red = model(x, t, captions(texts[0], texts[0]))
@@ -76,15 +89,12 @@ def test_cross_attention_block_macs_match_the_flop_counter():
     assert counter.get_total_flops() == 2 * block_macs(16, 64, context=13)
 
 
-def test_adaln_block_macs_match_the_flop_counter():
-    block = AdaLNBlock(64, 4, 64)
-    with math_attention(), FlopCounterMode(display=False) as counter:
-        block(torch.randn(1, 16, 64), torch.randn(1, 64))
-    assert counter.get_total_flops() == 2 * (block_macs(16, 64) + 64 * 6 * 64)
-
-
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="conditioning must be one of"):
-        DiT("concat")
+        DiTConfig(conditioning="concat")
+    with pytest.raises(ValueError, match="pos must be one of"):
+        dit_tiny(pos="learned")
+    with pytest.raises(ValueError, match="divisible by heads"):
+        DiT(DiTConfig(dim=130))
     with pytest.raises(ValueError, match=r"takes latents \(B, 4, H, W\), got \(1, 3, 8, 8\)"):
         dit_tiny()(torch.randn(1, 3, 8, 8), torch.rand(1), captions("two small red circles"))

@@ -4,15 +4,21 @@ import numpy as np
 import pytest
 import torch
 
+from course_utils.dit import DiTConfig, dit_tiny
+from course_utils.embeddings import null_caption
 from course_utils.flow import (
+    clean_estimate,
     drop_condition,
     euler_sample,
     flow_matching_loss,
     gaussian_mixture_velocity,
+    generate,
     guided_velocity,
     heun_sample,
     interpolate,
     sample_timesteps,
+    sample_trajectory,
+    time_grid,
     velocity_target,
 )
 
@@ -132,3 +138,56 @@ def test_drop_condition_replaces_the_chosen_fraction_with_null():
     null = (torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, 5, dtype=torch.bool))
     d_ids, d_mask = drop_condition((ids, mask), null, 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(d_ids.any(1), d_mask.any(1)) and 20 < (~d_mask.any(1)).sum() < 80
+
+
+class ConstantDenoiser(torch.nn.Module):
+    """A caption model that predicts v = 1 everywhere (v = 2 for the null caption): a closed-form sampler check."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = DiTConfig(input_size=4, in_channels=4, max_len=12)
+        self.weight = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x, t, cond):
+        ids, mask = cond
+        return self.weight * torch.where(mask.any(1), 1.0, 2.0).view(-1, 1, 1, 1).expand_as(x)
+
+    def null_condition(self):
+        return null_caption(12)
+
+
+def test_sample_trajectory_integrates_the_guided_field_from_the_seeded_noise():
+    model = ConstantDenoiser()
+    path = sample_trajectory(model, ["two small red circles", "a blue square in the center"], steps=4, cfg_scale=3.0,
+                             seed=5)
+    noise = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(5))
+    assert path.shape == (5, 2, 4, 4, 4) and torch.equal(path[0], noise)
+    # guided velocity: 2 + 3 (1 - 2) = -1, so x_1 = noise - 1
+    assert torch.allclose(path[-1], noise - 1.0, atol=1e-6)
+
+
+def test_generate_keeps_the_models_mode_and_takes_sizes_from_its_config():
+    torch.manual_seed(0)
+    model = dit_tiny(depth=1).train()
+    images = generate(model, ["two small red circles"] * 3, steps=2, cfg_scale=2.0)
+    assert images.shape == (3, 3, 32, 32) and model.training
+    model.eval()
+    assert generate(model, ["two small red circles"], steps=1, latent_size=4).shape == (1, 3, 16, 16)
+    assert not model.training
+
+
+def test_generate_refuses_a_lone_string():
+    with pytest.raises(ValueError, match="list of strings"):
+        generate(dit_tiny(depth=1), "a red circle above a blue square")
+
+
+def test_clean_estimate_recovers_the_data_on_a_straight_path():
+    x0, x1, t = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2), torch.rand(3)
+    xt = interpolate(x0, x1, t)
+    assert torch.allclose(clean_estimate(xt, t, velocity_target(x0, x1)), x1, atol=1e-6)
+
+
+def test_time_grid_runs_from_noise_to_data():
+    assert torch.allclose(time_grid(4), torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        time_grid(0)

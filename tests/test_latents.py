@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from course_utils import latents as latents_mod
-from course_utils.data import Tokenizer
-from course_utils.latents import cache_status, load_latents
+from course_utils.config import SEEDS
+from course_utils.data import MODES, Tokenizer
+from course_utils.latents import cache_status, load_latents, mode_sample_weights
 
 
 @pytest.fixture
@@ -76,7 +77,21 @@ def test_unknown_split_is_a_clear_error():
         load_latents("test")
 
 
-def test_course_splits_have_the_promised_sizes():
-    train, val = load_latents("train"), load_latents("val")
-    assert len(train) == 50_000 and len(val) == 5_000
-    assert abs(train.latents.std().item() - 1) < 0.1
+def test_latents_have_unit_std_and_the_promised_mode_shares(tiny_split, monkeypatch):
+    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (500, 11, 32))
+    data = load_latents(tiny_split, verbose=False)
+    assert abs(data.latents.std().item() - 1) < 0.1  # the VAE's scale factor makes latents unit std
+    modes = [r["mode"] for r in data.records]
+    assert (modes.count("single"), modes.count("relation"), modes.count("pair")) == (200, 200, 100)
+
+
+def test_course_splits_draw_from_the_named_training_seeds():
+    assert latents_mod.SPLITS["train"][1] == SEEDS["train_latents"]
+    assert latents_mod.SPLITS["val"][1] == SEEDS["val_latents"]
+
+
+def test_mode_weights_give_each_sample_its_scene_modes_weight():
+    scenes = torch.tensor([[MODES.index(m), -1] for m in ("single", "relation", "pair", "relation")])
+    assert mode_sample_weights(scenes, {"relation": 2.5}).tolist() == [1.0, 2.5, 1.0, 2.5]
+    with pytest.raises(ValueError, match="unknown scene mode"):
+        mode_sample_weights(scenes, {"relations": 2.0})

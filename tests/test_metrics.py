@@ -2,18 +2,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from course_utils.config import SEEDS
 from course_utils.data import render_shapes, to_float
-from course_utils.metrics import (
-    ATTRIBUTES,
-    attribute_accuracy,
-    frechet_distance,
-    load_judge,
-    matches_record,
-    pair_consistency,
-    prompt_adherence,
-    read_scenes,
-    two_object_funnel,
-)
+from course_utils.judge import ATTRIBUTES, load_judge
+from course_utils.metrics import frechet_distance, matches_record, pair_consistency, prompt_adherence, two_object_funnel
+
+TEST = SEEDS["tests"]
 
 
 @pytest.fixture(scope="module")
@@ -21,30 +15,24 @@ def judge():
     return load_judge()
 
 
-@pytest.mark.parametrize("size", [32, 64])
-def test_judge_reads_every_attribute_of_fresh_images(judge, size):
-    acc = attribute_accuracy(judge, n=400, size=size, seed=777)
-    assert min(acc.values()) >= 0.98, acc
-
-
 def test_real_images_adhere_to_their_own_captions_and_not_to_others(judge):
-    batch = render_shapes(300, seed=4242)
+    batch = render_shapes(300, seed=TEST + 1)
     assert prompt_adherence(batch.images, batch.records, judge) >= 0.97
     shuffled = batch.records[1:] + batch.records[:1]
     assert prompt_adherence(batch.images, shuffled, judge) < 0.1
 
 
 def test_pair_consistency_separates_pairs_from_unrelated_objects(judge):
-    pairs = render_shapes(200, seed=99, mode="pair")
-    relations = render_shapes(200, seed=99, mode="relation")
+    pairs = render_shapes(200, seed=TEST + 2, mode="pair")
+    relations = render_shapes(200, seed=TEST + 2, mode="relation")
     assert pair_consistency(pairs.images, judge) >= 0.97
     assert pair_consistency(relations.images, judge) < 0.1
 
 
 def test_frechet_distance_is_small_for_real_sets_and_large_for_blurred_images(judge):
-    a = render_shapes(500, seed=1).images
-    b = render_shapes(500, seed=2).images
-    blurred = F.interpolate(F.avg_pool2d(to_float(render_shapes(500, seed=3).images), 2), scale_factor=2)
+    a = render_shapes(500, seed=TEST + 3).images
+    b = render_shapes(500, seed=TEST + 4).images
+    blurred = F.interpolate(F.avg_pool2d(to_float(render_shapes(500, seed=TEST + 5).images), 2), scale_factor=2)
     same = frechet_distance(a, b, judge)
     far = frechet_distance(a, blurred, judge)
     assert abs(frechet_distance(a, a, judge)) < 1e-3 * same
@@ -101,11 +89,3 @@ def test_two_object_funnel_says_where_two_object_images_go_wrong():
     single = {"mode": "single", "relation": None, "objects": [a]}
     with pytest.raises(ValueError, match="relation-mode records only"):
         two_object_funnel(scenes_of([[a]]), [single])
-
-
-def test_read_scenes_accepts_uint8_and_float_and_rejects_bad_shapes(judge):
-    images = render_shapes(8, seed=5).images
-    a, b = read_scenes(judge, images), read_scenes(judge, to_float(images))
-    assert all(torch.equal(a[k], b[k]) for k in a) and a["present"].shape == (8, 3, 3)
-    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        read_scenes(judge, torch.zeros(2, 4, 8, 8))

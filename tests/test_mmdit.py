@@ -7,7 +7,8 @@ from flops import math_attention
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_utils.data import Tokenizer
-from course_utils.mmdit import JointAttention, MMDiT, MMDiTBlock, TextEncoder, mmdit_small
+from course_utils.mmdit import JointAttention, MMDiTBlock, MMDiTConfig, TextEncoder, mmdit_small
+from course_utils.rope import POSITIONS
 
 TOK = Tokenizer()
 
@@ -69,7 +70,7 @@ def test_mmdit_is_zero_and_every_block_is_the_identity_at_init():
     x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
     cond = captions("two small red circles", "a red circle above a blue square")
     assert torch.equal(model(x, t, cond), torch.zeros_like(x))
-    tokens, text, mask, y, angles = model.encode(x, t, cond)
+    tokens, text, mask, y, angles, grid = model.encode(x, t, cond)
     for block, rope in zip(model.blocks, angles):
         out_x, out_c = block(tokens, text, y, mask, rope)
         assert torch.equal(out_x, tokens) and torch.equal(out_c, text)
@@ -100,7 +101,7 @@ def test_image_output_depends_on_the_caption_through_joint_attention_alone():
 def test_text_stream_reads_the_image():
     torch.manual_seed(2)
     block = MMDiTBlock(32, 4)
-    torch.nn.init.normal_(block.modulation_c.weight, std=0.1)
+    torch.nn.init.normal_(block.modulation_c.lin.weight, std=0.1)
     c, y, mask = torch.randn(1, 5, 32), torch.randn(1, 32), torch.ones(1, 5, dtype=torch.bool)
     _, c1 = block(torch.randn(1, 6, 32), c, y, mask)
     _, c2 = block(torch.randn(1, 6, 32), c, y, mask)
@@ -120,8 +121,8 @@ def test_text_encoder_pools_only_real_words_and_handles_the_null_caption():
 
 def test_mmdit_runs_at_any_grid_size_with_every_position_encoding():
     cond = captions("a red circle above a blue square", "two small red circles")
-    for pos in ("rope_axial", "rope_mixed", "absolute"):
-        model = trained_like(MMDiT(dim=32, depth=2, heads=4, text_depth=1, pos=pos))
+    for pos in POSITIONS:
+        model = trained_like(mmdit_small(dim=32, depth=2, heads=4, text_depth=1, pos=pos))
         for size in (8, 16):
             v = model(torch.randn(2, 4, size, size), torch.rand(2), cond)
             assert v.shape == (2, 4, size, size) and torch.isfinite(v).all()
@@ -130,9 +131,9 @@ def test_mmdit_runs_at_any_grid_size_with_every_position_encoding():
 
 
 def test_block_macs_match_the_flop_counter():
-    model = MMDiT(dim=64, depth=1, heads=4, text_depth=1)
+    model = mmdit_small(dim=64, depth=1, heads=4, text_depth=1)
     x, t = torch.randn(1, 4, 8, 8), torch.rand(1)
-    tokens, text, mask, y, angles = model.encode(x, t, captions("two small red circles"))
+    tokens, text, mask, y, angles, grid = model.encode(x, t, captions("two small red circles"))
     with math_attention(), FlopCounterMode(display=False) as counter:
         model.blocks[0](tokens, text, y, torch.ones_like(mask), angles[0])
     assert counter.get_total_flops() == 2 * model.gflops() * 1e9
@@ -140,11 +141,37 @@ def test_block_macs_match_the_flop_counter():
 
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="pos must be one of"):
-        MMDiT(pos="learned")
+        MMDiTConfig(pos="learned")
+    with pytest.raises(ValueError, match=r"layer must be in 0..0"):
+        mmdit_small(dim=32, depth=1).attention_maps(torch.randn(1, 4, 8, 8), torch.rand(1),
+                                                    captions("two small red circles"), 1)
     with pytest.raises(ValueError, match="divisible by heads"):
         JointAttention(30, 4)
-    model = MMDiT(dim=32, depth=1, heads=4, text_depth=1)
+    model = mmdit_small(dim=32, depth=1, heads=4, text_depth=1)
     with pytest.raises(ValueError, match=r"takes latents \(B, 4, H, W\)"):
         model(torch.randn(1, 3, 8, 8), torch.rand(1), captions("two small red circles"))
     with pytest.raises(ValueError, match="patch size 2 must divide"):
         model(torch.randn(1, 4, 7, 7), torch.rand(1), captions("two small red circles"))
+
+
+def test_attention_maps_are_the_weights_the_layer_mixes_its_values_with():
+    """The maps of layer 1, times the layer's values, give exactly what its joint attention outputs."""
+    model = trained_like(mmdit_small(depth=2))
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    ids, mask = captions("a red circle above a blue square", "two small red circles")
+    maps = model.attention_maps(x, t, (ids, mask), 1)
+    tokens, text, full_mask, y, angles, grid = model.encode(x, t, (ids, mask))
+    tokens, text = model.blocks[0](tokens, text, y, full_mask, angles[0])
+    x_in, c_in, _, _ = model.blocks[1].attention_inputs(tokens, text, y)
+    attn = model.blocks[1].attn
+    _, _, v, _ = attn.qkv(x_in, c_in, full_mask, angles[1])
+    mixed = (maps.weights @ v).transpose(1, 2).flatten(2)  # (B, N + M, D)
+    out_x, out_c = attn(x_in, c_in, full_mask, angles[1])
+    assert torch.allclose(attn.proj_x(mixed[:, :16]), out_x, atol=1e-5)
+    assert torch.allclose(attn.proj_c(mixed[:, 16:]), out_c, atol=1e-5)
+    assert grid == (4, 4) and maps.weights.shape == (2, 4, 29, 29)
+    assert torch.allclose(maps.weights.sum(-1), torch.ones(2, 4, 29), atol=1e-5)
+    words = int(mask[1].sum())  # "two small red circles": 4 words; the rest is padding, never attended to
+    assert (maps.weights[1, :, :, 16 + 1 + words :] == 0).all()
+    share = maps.patches_to_word(2)  # the word "red" of the first caption
+    assert share.shape == (2, 4, 4) and torch.allclose(share[0].flatten(), maps.weights[0].mean(0)[:16, 19])

@@ -3,10 +3,13 @@ import math
 import pytest
 import torch
 
+import course_utils.patchify as patchify_mod
 from course_utils.attention import Attention
 from course_utils.data import Tokenizer
-from course_utils.dit import POSITIONS, dit_tiny
+from course_utils.dit import dit_tiny
+from course_utils.mmdit import mmdit_small
 from course_utils.rope import (
+    POSITIONS,
     AxialRoPE,
     MixedRoPE,
     apply_rope,
@@ -151,7 +154,7 @@ def test_dit_position_variants_run_at_any_grid_size(pos):
     cond = Tokenizer().encode(["a red circle above a blue square", "two small red circles"])
     for conditioning in ("in_context", "adaln_zero"):
         model = dit_tiny(conditioning, pos=pos)
-        torch.nn.init.normal_(model.final_linear.weight)  # a non-zero output, so it can differ
+        torch.nn.init.normal_(model.final_layer.linear.weight)  # a non-zero output, so it can differ
         for size in (8, 16, 12):
             x = torch.randn(2, 4, size, size)
             assert model(x, torch.rand(2), cond).shape == x.shape
@@ -159,7 +162,22 @@ def test_dit_position_variants_run_at_any_grid_size(pos):
         model(torch.randn(1, 4, 9, 9), torch.rand(1), cond)
 
 
-def test_rope_dit_has_no_absolute_table_and_mixed_learns_one_direction_set_per_layer():
+def test_rope_models_never_call_the_sine_cosine_table(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the absolute sine-cosine table was used")
+
+    monkeypatch.setattr(patchify_mod, "sincos_pos_embed_2d", forbidden)
+    cond = Tokenizer().encode(["two small red circles"])
+    x, t = torch.randn(1, 4, 8, 8), torch.rand(1)
+    for pos in ("rope_axial", "rope_mixed", "none"):
+        dit_tiny(pos=pos)(x, t, cond)
+        dit_tiny("in_context", pos=pos)(x, t, cond)
+        mmdit_small(depth=1, pos=pos)(x, t, cond)
+    with pytest.raises(AssertionError, match="table was used"):  # the patch is live: absolute models call it
+        dit_tiny(pos="absolute")(x, t, cond)
+
+
+def test_rope_dit_learns_nothing_extra_for_axial_and_one_direction_set_per_layer_for_mixed():
     axial, mixed, absolute = dit_tiny(pos="rope_axial"), dit_tiny(pos="rope_mixed"), dit_tiny(pos="absolute")
     assert sum(p.numel() for p in axial.parameters()) == sum(p.numel() for p in absolute.parameters())
     assert mixed.rope.freqs.shape == (4, 4, 16, 2)  # depth, heads, pairs of a 32-channel head, (f_row, f_col)

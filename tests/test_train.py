@@ -1,8 +1,12 @@
+
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn as nn
 
-from course_utils.train import load_model, lr_factor, save_model, train, validation_loss
+import course_utils.train as train_mod
+from course_utils.train import LESSON_RUN, SHIPPED_RUN, TrainConfig, lr_factor, train, validation_loss
 
 
 class ClassDenoiser(nn.Module):
@@ -32,11 +36,11 @@ def test_training_lowers_the_validation_loss_and_records_history():
     vx, vy = toy_data(200, seed=1)
     model = ClassDenoiser()
     before = validation_loss(model, vx, vy)
-    history = train(model, x, y, steps=150, batch_size=64, lr=3e-3, val=(vx, vy), val_every=50)
+    config = TrainConfig(steps=150, batch_size=64, lr=3e-3, val_every=50)
+    history = train(model, x, y, config=config, val=(vx, vy))
     assert [s for s, _ in history.val_loss] == [50, 100, 150]
-    assert len(history.train_loss) == 150 and history.steps == 150 and history.seconds > 0
+    assert [s for s, _ in history.train_loss] == list(range(1, 151)) and history.steps == 150 and history.seconds > 0
     assert history.final_val_loss() < 0.6 * before
-    assert history["val_loss"] is history.val_loss
 
 
 def test_training_is_deterministic():
@@ -45,45 +49,70 @@ def test_training_is_deterministic():
     for _ in range(2):
         torch.manual_seed(0)
         model = ClassDenoiser()
-        train(model, x, y, steps=20, batch_size=32, seed=3)
+        train(model, x, y, config=TrainConfig(steps=20, batch_size=32, seed=3))
         weights.append(torch.cat([p.flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
 
 
-def test_ema_is_kept_and_lags_the_model():
+def test_ema_is_the_hand_computed_moving_average_of_the_weights():
     torch.manual_seed(0)
     x, y = toy_data()
-    model = ClassDenoiser()
-    history = train(model, x, y, steps=30, batch_size=32, ema_decay=0.9)
-    ema = history.ema
-    assert ema is not None and ema is not model
-    assert not any(p.requires_grad for p in ema.parameters())
-    diffs = [(a - b).abs().max().item() for a, b in zip(ema.parameters(), model.parameters())]
-    assert max(diffs) > 0
+    model, decay = ClassDenoiser(), 0.9
+    expected = [p.detach().clone() for p in model.parameters()]  # the EMA starts at the initial weights
+
+    def average(step, history):  # validation every step: fold in the weights after this step
+        for e, p in zip(expected, model.parameters()):
+            e.mul_(decay).add_((1 - decay) * p.detach())
+
+    history = train(model, x, y, config=TrainConfig(steps=12, batch_size=32, ema_decay=decay, val_every=1),
+                    val=(x[:8], y[:8]), callback=average)
+    assert history.ema is not model and not any(p.requires_grad for p in history.ema.parameters())
+    for e, p_ema, p in zip(expected, history.ema.parameters(), model.parameters()):
+        assert torch.allclose(p_ema, e, atol=1e-6)
+        assert not torch.allclose(p_ema, p, atol=1e-4)  # it lags the model
 
 
 def test_cfg_dropout_needs_a_null_condition():
     x, y = toy_data(64)
+    config = TrainConfig(steps=2, batch_size=8, cfg_dropout=0.5)
     with pytest.raises(ValueError, match="null condition"):
-        train(ClassDenoiser(), x, y, steps=2, batch_size=8, cfg_dropout=0.1)
-    train(ClassDenoiser(), x, y, steps=2, batch_size=8, cfg_dropout=0.5, null_cond=torch.tensor([3]))
+        train(ClassDenoiser(), x, y, config=config)
+    train(ClassDenoiser(), x, y, config=config, null_cond=torch.tensor([3]))
 
 
-def test_text_conditions_are_indexed_per_sample():
-    class TextModel(nn.Module):
+def test_text_conditions_travel_with_their_latents(monkeypatch):
+    """Sample i's latent is all i and its caption ids start with i: every drawn pair must agree."""
+    seen = []
+
+    def recording_loss(model, x1, cond, **kwargs):
+        seen.append((x1[:, 0, 0, 0].clone(), cond[0][:, 0].clone(), cond[1].clone()))
+        return real_loss(model, x1, cond, **kwargs)
+
+    real_loss = train_mod.flow_matching_loss
+    monkeypatch.setattr(train_mod, "flow_matching_loss", recording_loss)
+    n = 40
+    latents = torch.arange(n).float().view(n, 1, 1, 1).expand(n, 2, 2, 2).contiguous()
+    ids = torch.arange(n)[:, None].expand(n, 5).contiguous()
+    mask = ids % 3 == 0  # a per-sample mask pattern
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 8), nn.Unflatten(1, (2, 2, 2)))
+    train(lambda_model(model), latents, (ids, mask), config=TrainConfig(steps=5, batch_size=8))
+    for x_first, id_first, drawn_mask in seen:
+        assert torch.equal(x_first.long(), id_first)
+        assert torch.equal(drawn_mask, (id_first % 3 == 0)[:, None].expand(-1, 5))
+
+
+def lambda_model(net):
+    """A model on the contract model(x, t, cond) that ignores t and cond."""
+
+    class Wrapped(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.EmbeddingBag(10, 8, mode="sum")
-            self.lin = nn.Linear(8, 8)
+            self.net = net
 
         def forward(self, x, t, cond):
-            ids, mask = cond
-            assert ids.shape == mask.shape == (x.shape[0], 5)
-            return self.lin(self.embed(ids * mask)).view_as(x)
+            return self.net(x)
 
-    ids = torch.randint(1, 10, (40, 5))
-    history = train(TextModel(), torch.randn(40, 2, 2, 2), (ids, ids > 2), steps=3, batch_size=8)
-    assert len(history.train_loss) == 3
+    return Wrapped()
 
 
 def test_cosine_schedule_warms_up_then_falls_to_zero():
@@ -96,42 +125,53 @@ def test_cosine_schedule_warms_up_then_falls_to_zero():
     assert [lr_factor(s, steps, warmup, "constant") for s in (0, 99, 999)] == [0.01, 1.0, 1.0]
 
 
-def test_sample_weights_decide_which_samples_are_drawn():
-    class Recorder(ClassDenoiser):
-        seen = []
+def test_samples_are_drawn_as_often_as_their_weights_say(monkeypatch):
+    drawn = []
 
-        def forward(self, x, t, cond):
-            self.seen.append(cond.clone())
-            return super().forward(x, t, cond)
+    def recording_loss(model, x1, cond, **kwargs):
+        drawn.append(cond.clone())
+        return real_loss(model, x1, cond, **kwargs)
 
-    x, y = toy_data()
-    weights = (y == 2).float()  # only class 2 may be drawn
-    train(Recorder(), x, y, steps=5, batch_size=32, sample_weights=weights)
-    assert torch.cat(Recorder.seen).eq(2).all()
+    real_loss = train_mod.flow_matching_loss
+    monkeypatch.setattr(train_mod, "flow_matching_loss", recording_loss)
+    x, y = toy_data(300)
+    weights = torch.tensor([1.0, 2.5, 0.0])[y]  # class 1 drawn 2.5x as often as class 0, class 2 never
+    train(ClassDenoiser(), x, y, config=TrainConfig(steps=100, batch_size=64), sample_weights=weights)
+    counts = torch.bincount(torch.cat(drawn), minlength=3).float()
+    share = counts / counts.sum()
+    expected = torch.stack([weights[y == k].sum() for k in range(3)]) / weights.sum()
+    assert counts[2] == 0 and torch.allclose(share, expected, atol=0.02), (share, expected)
 
 
 def test_bad_training_options_are_clear_errors():
     x, y = toy_data(64)
     with pytest.raises(ValueError, match="lr_decay must be one of"):
-        train(ClassDenoiser(), x, y, steps=2, lr_decay="linear")
+        TrainConfig(steps=2, lr_decay="linear")
+    for bad in ({"steps": -5}, {"steps": 0}, {"batch_size": 0}, {"steps": 2.5}):
+        with pytest.raises(ValueError, match=f"TrainConfig.{next(iter(bad))} must be an integer"):
+            TrainConfig(**{"steps": 2, **bad})
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        TrainConfig(steps=2, ema_decay=1.5)
+    with pytest.raises(ValueError, match="cfg_dropout must be in"):
+        TrainConfig(steps=2, cfg_dropout=2.0)
+    config = TrainConfig(steps=2)
     with pytest.raises(ValueError, match=r"sample_weights must be \(64,\) non-negative"):
-        train(ClassDenoiser(), x, y, steps=2, sample_weights=torch.ones(10))
+        train(ClassDenoiser(), x, y, config=config, sample_weights=torch.ones(10))
     with pytest.raises(ValueError, match="non-negative"):
-        train(ClassDenoiser(), x, y, steps=2, sample_weights=-torch.ones(64))
+        train(ClassDenoiser(), x, y, config=config, sample_weights=-torch.ones(64))
+    with pytest.raises(ValueError, match="config must be a TrainConfig"):
+        train(ClassDenoiser(), x, y, config={"steps": 2})
+
+
+def test_presets_are_the_runs_the_lessons_and_shipped_models_share():
+    assert LESSON_RUN.cfg_dropout == SHIPPED_RUN.cfg_dropout == 0.1
+    assert SHIPPED_RUN.ema_decay == 0.999 and LESSON_RUN.ema_decay is None
+    assert replace(LESSON_RUN, steps=7).steps == 7 and LESSON_RUN.steps == 500  # presets are frozen
 
 
 def test_callback_runs_after_every_validation():
     x, y = toy_data()
     calls = []
-    train(ClassDenoiser(), x, y, steps=30, batch_size=32, val=(x[:64], y[:64]), val_every=10,
+    train(ClassDenoiser(), x, y, config=TrainConfig(steps=30, batch_size=32, val_every=10), val=(x[:64], y[:64]),
           callback=lambda step, history: calls.append((step, len(history.val_loss))))
     assert calls == [(10, 1), (20, 2), (30, 3)]
-
-
-def test_checkpoint_round_trip(tmp_path):
-    model = ClassDenoiser(width=16)
-    digest = save_model(tmp_path / "toy.pt", model, model.config, step=5)
-    loaded = load_model(tmp_path / "toy.pt", ClassDenoiser, sha256=digest)
-    assert not loaded.training
-    x, t, c = torch.randn(4, 2, 2, 2), torch.rand(4), torch.tensor([0, 1, 2, 3])
-    assert torch.equal(loaded(x, t, c), model(x, t, c))

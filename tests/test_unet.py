@@ -3,7 +3,7 @@ import torch
 
 from course_utils.data import Tokenizer
 from course_utils.receptive_field import effective_receptive_field
-from course_utils.unet import UNet, unet_small
+from course_utils.unet import UNet, UNetConfig, unet_small
 
 TOK = Tokenizer()
 
@@ -27,14 +27,14 @@ CONFIGS = [dict(channels=(32, 64), blocks=1, attention=False), dict(channels=(32
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("size", [8, 16])
 def test_output_has_the_input_shape_and_is_zero_at_init(config, size):
-    model = UNet(**config)
+    model = unet_small(**config)
     x = torch.randn(3, 4, size, size)
     v = model(x, torch.rand(3), cond_for(3))
     assert v.shape == x.shape and torch.equal(v, torch.zeros_like(v))
 
 
 def test_input_not_divisible_by_the_downsampling_is_a_clear_error():
-    model = UNet(channels=(32, 64, 64, 64))
+    model = unet_small(channels=(32, 64, 64, 64))
     with pytest.raises(ValueError, match="divisible by 8"):
         model(torch.randn(1, 4, 12, 12), torch.rand(1), cond_for(1))
 
@@ -48,8 +48,8 @@ def test_receptive_field_covers_the_whole_latent():
         def forward(self, x):
             return self.unet(x, torch.full((1,), 0.5), cond_for(1))
 
-    for config in [dict(channels=(32, 64, 64), attention=False), unet_small().config]:
-        model = randomize_output(UNet(**config))
+    for config in [UNetConfig(channels=(32, 64, 64), attention=False), unet_small().config]:
+        model = randomize_output(UNet(config))
         grad = effective_receptive_field(AtFixedTime(model), (4, 8, 8))
         assert (grad > 0).all(), f"{config}: some latent pixels do not reach the centre output"
 
@@ -69,8 +69,8 @@ def _grad_from_encoder_around_bottleneck(model):
 
 
 def test_without_skips_the_bottleneck_is_the_only_path():
-    with_skips = _grad_from_encoder_around_bottleneck(randomize_output(UNet(channels=(32, 64), skip=True)))
-    without = _grad_from_encoder_around_bottleneck(randomize_output(UNet(channels=(32, 64), skip=False)))
+    with_skips = _grad_from_encoder_around_bottleneck(randomize_output(unet_small(channels=(32, 64), skip=True)))
+    without = _grad_from_encoder_around_bottleneck(randomize_output(unet_small(channels=(32, 64), skip=False)))
     assert with_skips is not None and with_skips.abs().sum() > 0
     assert without is None or without.abs().sum() == 0
 

@@ -1,0 +1,48 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from course_utils.config import SEEDS  # noqa: E402
+from course_utils.data import render_shapes, to_float  # noqa: E402
+from course_utils.train import History  # noqa: E402
+from course_utils.viz import plot_curves, show_images, show_latent_channels  # noqa: E402
+
+
+def test_show_images_draws_each_image_once_with_its_title():
+    batch = render_shapes(5, seed=SEEDS["examples"])
+    fig = show_images(batch.images, batch.captions, ncols=3)
+    axes = fig.get_axes()
+    drawn = [ax for ax in axes if ax.get_images()]
+    assert len(axes) == 6 and len(drawn) == 5  # a 2 x 3 grid, the last cell empty
+    shown = drawn[0].get_images()[0].get_array()
+    assert shown.shape == (32, 32, 3) and abs(float(shown.max()) - batch.images[0].max().item() / 255) < 1e-6
+    assert drawn[0].get_title().replace("\n", " ") == batch.captions[0]
+    plt.close(fig)
+
+
+def test_show_images_takes_float_images_in_minus_one_to_one():
+    images = render_shapes(2, seed=SEEDS["examples"]).images
+    a, b = show_images(images), show_images(to_float(images))
+    for ax_a, ax_b in zip(a.get_axes(), b.get_axes()):
+        assert (ax_a.get_images()[0].get_array() - ax_b.get_images()[0].get_array()).max() < 1e-6
+    plt.close("all")
+
+
+def test_latent_channels_share_one_colour_scale():
+    latents = torch.randn(2, 4, 8, 8)
+    fig = show_latent_channels(latents)
+    limits = {ax.get_images()[0].get_clim() for ax in fig.get_axes()}
+    assert len(fig.get_axes()) == 8 and limits == {(-latents.abs().max().item(), latents.abs().max().item())}
+    plt.close(fig)
+
+
+def test_plot_curves_draws_one_line_per_history():
+    histories = {"a": History(val_loss=[(10, 1.0), (20, 0.5)]), "b": History(val_loss=[(10, 2.0), (20, 1.5)])}
+    ax = plot_curves(histories)
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    assert list(lines[1].get_ydata()) == [2.0, 1.5] and ax.get_yscale() == "log"
+    plt.close("all")
