@@ -163,7 +163,8 @@ def explorer(page: Page, index: int) -> Locator:
 
 def slider(scope: Locator, label: str) -> Locator:
     """Wait for the ipywidgets slider in `scope` whose description is exactly `label` and return its locator."""
-    description = scope.locator(".widget-label", has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+    # a `has` locator is matched inside each candidate, so it is built from the page, not from the scope
+    description = scope.page.locator(".widget-label", has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
     found = scope.locator(".widget-slider", has=description)
     found.wait_for(timeout=TIMEOUT_MS)
     return found

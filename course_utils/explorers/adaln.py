@@ -35,10 +35,12 @@ def adaln_view(model, latent: torch.Tensor, t: float = 0.5, caption: str = ADALN
     `gate` to one `channel` (plain adaLN has no gate: it counts as ones). Returns {"normalised", "modulated": (N, D),
     "shift", "scale", "gate": (D,), "branch", "gated": (N, D), "channel", "kept", "text"}.
     """
-    cond = Tokenizer(model.config.max_len).encode([caption])  # (ids, mask), each (1, L)
+    device = next(model.parameters()).device
+    cond = tuple(c.to(device) for c in Tokenizer(model.config.max_len).encode([caption]))  # (ids, mask), (1, L)
     noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(seed))
-    tt = torch.tensor([t])
-    tokens, _, angles = model.block_input(interpolate(noise, latent, tt), tt, cond, block)  # (1, N, D)
+    tt = torch.tensor([t], device=device)
+    x_t = interpolate(noise, latent, tt.cpu()).to(device)  # (1, C, s, s)
+    tokens, _, angles = model.block_input(x_t, tt, cond, block)  # (1, N, D)
     msa, _ = model.modulation(tt, cond, block)  # the attention branch's ModulationOut, each (1, D)
     gate_of_model = torch.ones_like(msa.shift) if msa.gate is None else msa.gate
     shifts, scales = nudged(msa.shift[0], channel, shift), nudged(msa.scale[0], channel, scale)  # (D,)
@@ -57,6 +59,8 @@ def adaln_view(model, latent: torch.Tensor, t: float = 0.5, caption: str = ADALN
             f"most amplified channels {order[:3].tolist()} (gain {gain[order[0]]:.2f}), most suppressed "
             f"{order[-3:].tolist()} (gain {gain[order[-1]]:.2f})\n"
             f"the gate keeps {kept:.1%} of the attention branch's update (norm ratio)")
+    normalised, modulated, shifts, scales, gates, branch, gated = (
+        z.float().cpu() for z in (normalised, modulated, shifts, scales, gates, branch, gated))
     return {"normalised": normalised[0].numpy(), "modulated": modulated[0].numpy(), "shift": shifts.numpy(),
             "scale": scales.numpy(), "gate": gates.numpy(), "branch": branch.numpy(), "gated": gated.numpy(),
             "channel": channel, "kept": float(kept), "text": text}

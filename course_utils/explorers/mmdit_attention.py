@@ -34,18 +34,20 @@ def mmdit_attention_view(model, vae, caption: str = MMDIT_CAPTIONS[0], word: int
     tokenizer = Tokenizer(model.config.max_len)
     words = tokenizer.words(caption)  # raises ValueError for an unknown word
     word = min(word, len(words) - 1)
-    cond = tokenizer.encode([caption])  # (ids, mask), each (1, L)
+    device = next(model.parameters()).device
+    cond = tuple(c.to(device) for c in tokenizer.encode([caption]))  # (ids, mask), each (1, L)
     if trajectory is None:
         trajectory = sample_trajectory(model, [caption], steps, cfg_scale, seed)
-    x = trajectory[step]  # (1, C, s, s)
+    x = trajectory[step].to(device)  # (1, C, s, s)
     t = time_grid(steps, x.device)[step][None]  # (1,)
     maps = model.attention_maps(x, t, cond, layer)  # of the conditional pass model(x, t, cond)
-    image_to_word = maps.patches_to_word(word)[0]  # (h, w)
-    word_to_image = maps.word_to_patches(word)[0]  # (h, w)
+    image_to_word = maps.patches_to_word(word)[0].float().cpu()  # (h, w)
+    word_to_image = maps.word_to_patches(word)[0].float().cpu()  # (h, w)
     text_share = maps.text_share()[0].item()
     v = guided_velocity(model, x, t, cond, model.null_condition(), cfg_scale)  # (1, C, s, s)
     clean = clean_estimate(x, t, v)  # the prediction of the data latent at this step
-    image = vae.decode(clean)[0].permute(1, 2, 0).add(1).div(2).numpy()  # (H, W, 3) in [0, 1]
+    decoded = vae.decode(clean.float().to(next(vae.parameters()).device))[0].cpu()  # (3, H, W)
+    image = decoded.permute(1, 2, 0).add(1).div(2).numpy()  # (H, W, 3) in [0, 1]
     peak = divmod(int(image_to_word.argmax()), maps.grid[1])
     text = (f"caption '{caption}', word {word} '{words[word]}', step {step} of {steps} (t = {t.item():.2f}), "
             f"layer {layer}\n"

@@ -1,0 +1,71 @@
+"""The one retrain command: it writes elsewhere unless asked, and installs into data/ only what passes its checks.
+The command runs as a subprocess on a temporary copy of data/ (env COURSE_DATA), so data/ itself is never touched."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from course_utils.checkpoint import load_model, sha256_file
+from course_utils.config import DATA_DIR
+from course_utils.retrain import RECIPES, adherence_check
+from course_utils.unet import unet_small
+
+
+@pytest.fixture
+def data_copy(tmp_path):
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for path in DATA_DIR.iterdir():
+        if path.is_file():
+            shutil.copy(path, copy / path.name)
+    return copy
+
+
+def retrain(*args, data):
+    env = {**os.environ, "COURSE_DATA": str(data), "COURSE_CACHE": str(DATA_DIR / "cache")}
+    return subprocess.run([sys.executable, "-m", "course_utils.retrain", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_retrain_writes_its_output_folder_and_leaves_data_alone(data_copy, tmp_path):
+    before = {p.name: sha256_file(p) for p in data_copy.iterdir()}
+    run = retrain("vae", "--steps", "2", "--out", str(tmp_path / "out"), data=data_copy)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["steps"] == 2 and report["checks"] == {"finite": True, "trained": True}
+    assert report["sha256"] == sha256_file(tmp_path / "out" / "vae.pt")
+    assert load_model(tmp_path / "out" / "vae.pt").config["channels"] == (16, 32, 64)
+    assert {p.name: sha256_file(p) for p in data_copy.iterdir()} == before
+
+
+def test_install_replaces_the_file_and_its_checksum_atomically(data_copy, tmp_path):
+    run = retrain("vae", "--steps", "2", "--out", str(tmp_path / "out"), "--install", data=data_copy)
+    assert run.returncode == 0, run.stderr[-2000:]
+    new = sha256_file(data_copy / "vae.pt")
+    assert new == sha256_file(tmp_path / "out" / "vae.pt") != sha256_file(DATA_DIR / "vae.pt")
+    assert f"{new}  vae.pt" in (data_copy / "SHA256SUMS").read_text()
+    assert not [p for p in data_copy.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_zero_steps_is_refused_before_anything_runs(data_copy):
+    run = retrain("unet", "--steps", "0", "--install", data=data_copy)
+    assert run.returncode == 2 and "--steps must be at least 1" in run.stderr
+    assert sha256_file(data_copy / "unet.pt") == sha256_file(DATA_DIR / "unet.pt")
+
+
+def test_an_untrained_denoiser_fails_the_adherence_check():
+    torch.manual_seed(0)
+    check = adherence_check(unet_small(), load_model("unet"), n=40)
+    assert not check["passed"] and check["candidate"] < 0.1 < check["shipped"]
+    assert adherence_check(load_model("unet"), load_model("unet"), n=40)["passed"]
+
+
+def test_every_shipped_denoiser_has_a_recipe_with_an_ema():
+    assert set(RECIPES) == {"unet", "dit", "mmdit"}
+    assert all(recipe.run.ema_decay and recipe.run.cfg_dropout > 0 for recipe in RECIPES.values())
+    assert RECIPES["mmdit"].mode_weights == {"relation": 2.5} and RECIPES["mmdit"].run.lr_decay == "cosine"
