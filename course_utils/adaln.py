@@ -15,13 +15,14 @@ from .attention import Attention, Mlp
 
 
 def modulate(x, shift, scale):
-    """x (B, N, D) * (1 + scale) + shift, with shift and scale (B, D) broadcast over the tokens."""
-    return x * (1 + scale[:, None]) + shift[:, None]
+    """x (B, N, D) * (1 + scale) + shift, with shift and scale (B, D) broadcast over the tokens (one fused op)."""
+    return torch.addcmul(shift[:, None], x, 1 + scale[:, None])
 
 
-def gated(branch, gate):
-    """What a residual branch (B, N, D) adds: gate (B, D) * branch, or the branch itself when gate is None."""
-    return branch if gate is None else gate[:, None] * branch
+def gated_residual(x, branch, gate):
+    """x + gate * branch for the residual stream x and a branch's output (B, N, D), gate (B, D) broadcast over the
+    tokens (one fused op); x + branch when gate is None (an ungated branch)."""
+    return x + branch if gate is None else torch.addcmul(x, gate[:, None], branch)
 
 
 class ModulationOut(NamedTuple):
@@ -80,8 +81,8 @@ class AdaLNZeroBlock(nn.Module):
 
     def forward(self, x, c, rope=None):
         msa, mlp = self.modulation(c)  # ModulationOut of the attention and the MLP branch
-        x = x + gated(self.attn(modulate(self.norm1(x), msa.shift, msa.scale), rope=rope), msa.gate)  # (B, N, D)
-        return x + gated(self.mlp(modulate(self.norm2(x), mlp.shift, mlp.scale)), mlp.gate)
+        x = gated_residual(x, self.attn(modulate(self.norm1(x), msa.shift, msa.scale), rope=rope), msa.gate)
+        return gated_residual(x, self.mlp(modulate(self.norm2(x), mlp.shift, mlp.scale)), mlp.gate)  # (B, N, D)
 
 
 class FinalLayer(nn.Module):

@@ -44,21 +44,28 @@ def time_grid(steps: int, device=None) -> torch.Tensor:
     return torch.linspace(0, 1, steps + 1, device=device)
 
 
+def _random(draw, shape, generator: torch.Generator = None, device=None) -> torch.Tensor:
+    """draw(shape) (torch.rand or torch.randn) on the generator's device, then on `device`: the same numbers for the
+    same generator wherever the result goes, and no CPU round trip when generator and device agree."""
+    source = generator.device if generator is not None else device
+    return draw(shape, generator=generator, device=source).to(device)
+
+
 def sample_timesteps(n: int, schedule: str = "uniform", generator: torch.Generator = None,
-                     mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
-    """n training times in (0, 1): uniform, or logit-normal (sigmoid of N(mean, std), SD3's choice)."""
+                     mean: float = 0.0, std: float = 1.0, device=None) -> torch.Tensor:
+    """n training times in (0, 1) on `device`: uniform, or logit-normal (sigmoid of N(mean, std), SD3's choice)."""
     if schedule == "uniform":
-        return torch.rand(n, generator=generator)
+        return _random(torch.rand, (n,), generator, device)
     if schedule == "logit_normal":
-        return torch.sigmoid(mean + std * torch.randn(n, generator=generator))
+        return torch.sigmoid(mean + std * _random(torch.randn, (n,), generator, device))
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
 
 
 def flow_matching_loss(model, x1: torch.Tensor, cond=None, generator: torch.Generator = None,
                        schedule: str = "uniform") -> torch.Tensor:
     """E_t,x0 || model(x_t, t, cond) - (x1 - x0) ||^2 (mean over all elements)."""
-    x0 = torch.randn(x1.shape, generator=generator).to(x1.device)
-    t = sample_timesteps(x1.shape[0], schedule, generator).to(x1.device)
+    x0 = _random(torch.randn, x1.shape, generator, x1.device)
+    t = sample_timesteps(x1.shape[0], schedule, generator, device=x1.device)
     return F.mse_loss(model(interpolate(x0, x1, t), t, cond).float(), velocity_target(x0, x1).float())
 
 
@@ -72,7 +79,7 @@ def drop_condition(cond, null_cond, p: float, generator: torch.Generator = None)
     if null_cond is None:
         raise ValueError("condition dropout for classifier-free guidance needs a null condition.")
     first = cond[0] if isinstance(cond, tuple) else cond
-    drop = (torch.rand(first.shape[0], generator=generator) < p).to(first.device)
+    drop = _random(torch.rand, (first.shape[0],), generator, first.device) < p
 
     def mix(c, n):
         return torch.where(drop.view(-1, *([1] * (c.ndim - 1))), n.to(c.device).expand_as(c), c)

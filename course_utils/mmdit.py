@@ -13,11 +13,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .adaln import FinalLayer, Modulation, modulate
+from .adaln import FinalLayer, Modulation, gated_residual, modulate
 from .attention import Mlp, RMSNorm, ViTBlock, block_macs
 from .embeddings import VOCAB_SIZE, CaptionDenoiser, TimestepEmbedder
 from .patchify import PatchEmbed, patch_tokens, unpatchify
-from .rope import POSITIONS, apply_rope, layer_angles, rotary_for
+from .rope import POSITIONS, apply_rope, layer_angles, rotary_for, rotations
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ class TextEncoder(nn.Module):
 class JointAttention(nn.Module):
     """One attention over [image tokens; text tokens], with separate qkv and output projections per modality.
 
-    x (B, N, D) image, c (B, M, D) text, mask (B, M) text tokens that may be attended to, rope: rotary angles for
-    the image tokens -> (B, N, D), (B, M, D).
+    x (B, N, D) image, c (B, M, D) text, mask (B, M) text tokens that may be attended to, rope: rotary angles (or
+    rotations) for the image tokens -> (B, N, D), (B, M, D). The qk-norm (RMS, as in SD3) has its own gains per
+    modality; queries and keys of both modalities are normalised and rotated together, in one pass each.
     """
 
     def __init__(self, dim: int, heads: int, qk_norm: bool = True):
@@ -97,16 +98,25 @@ class JointAttention(nn.Module):
         self.q_norm_x, self.k_norm_x, self.q_norm_c, self.k_norm_c = norm(), norm(), norm(), norm()
         self.proj_x, self.proj_c = nn.Linear(dim, dim), nn.Linear(dim, dim)
 
+    def qk_gains(self, n: int, m: int) -> torch.Tensor:
+        """The qk-norm gains along the joint sequence: (2, 1, 1, n + m, d), queries first, image tokens first."""
+        image = torch.stack([self.q_norm_x.weight, self.k_norm_x.weight])[:, None, None, None]  # (2, 1, 1, 1, d)
+        text = torch.stack([self.q_norm_c.weight, self.k_norm_c.weight])[:, None, None, None]
+        return torch.cat([image.expand(-1, -1, -1, n, -1), text.expand(-1, -1, -1, m, -1)], dim=3)
+
     def qkv(self, x, c, mask, rope=None) -> tuple:
         """Queries, keys and values of the joint sequence (B, h, N + M, d) each, and its key mask (B, N + M)."""
-        split = "b n (three h d) -> three b h n d"
-        qx, kx, vx = rearrange(self.qkv_x(x), split, three=3, h=self.heads)  # (B, h, N, d) each
-        qc, kc, vc = rearrange(self.qkv_c(c), split, three=3, h=self.heads)  # (B, h, M, d) each
-        qx, kx, qc, kc = self.q_norm_x(qx), self.k_norm_x(kx), self.q_norm_c(qc), self.k_norm_c(kc)
-        if rope is not None:  # positions on the patch grid; text tokens are not rotated
-            qx, kx = apply_rope(qx, rope), apply_rope(kx, rope)
-        keys = torch.cat([mask.new_ones(x.shape[0], x.shape[1]), mask], dim=1)  # (B, N + M)
-        return torch.cat([qx, qc], 2), torch.cat([kx, kc], 2), torch.cat([vx, vc], 2), keys
+        n, m = x.shape[1], c.shape[1]
+        joint = torch.cat([self.qkv_x(x), self.qkv_c(c)], dim=1)  # (B, N + M, 3D)
+        qkv = rearrange(joint, "b n (three h d) -> three b h n d", three=3, h=self.heads)  # (3, B, h, N + M, d)
+        qk, v = qkv[:2], qkv[2]  # (2, B, h, N + M, d), (B, h, N + M, d)
+        if isinstance(self.q_norm_x, RMSNorm):
+            qk = F.rms_norm(qk, qk.shape[-1:], eps=self.q_norm_x.eps) * self.qk_gains(n, m)
+        if rope is not None:  # positions on the patch grid; text tokens are not rotated (angle 0)
+            turn = rope if rope.is_complex() else rotations(rope)  # (..., N, d/2)
+            qk = apply_rope(qk, torch.cat([turn, turn.new_ones(*turn.shape[:-2], m, turn.shape[-1])], dim=-2))
+        keys = torch.cat([mask.new_ones(x.shape[0], n), mask], dim=1)  # (B, N + M)
+        return qk[0], qk[1], v, keys
 
     def forward(self, x, c, mask, rope=None):
         q, k, v, keys = self.qkv(x, c, mask, rope)
@@ -148,10 +158,10 @@ class MMDiTBlock(nn.Module):
     def forward(self, x, c, y, mask, rope=None):
         x_in, c_in, (msa_x, mlp_x), (msa_c, mlp_c) = self.attention_inputs(x, c, y)
         attn_x, attn_c = self.attn(x_in, c_in, mask, rope)
-        x = x + msa_x.gate[:, None] * attn_x  # (B, N, D)
-        c = c + msa_c.gate[:, None] * attn_c  # (B, M, D)
-        x = x + mlp_x.gate[:, None] * self.mlp_x(modulate(self.norm2_x(x), mlp_x.shift, mlp_x.scale))
-        c = c + mlp_c.gate[:, None] * self.mlp_c(modulate(self.norm2_c(c), mlp_c.shift, mlp_c.scale))
+        x = gated_residual(x, attn_x, msa_x.gate)  # (B, N, D)
+        c = gated_residual(c, attn_c, msa_c.gate)  # (B, M, D)
+        x = gated_residual(x, self.mlp_x(modulate(self.norm2_x(x), mlp_x.shift, mlp_x.scale)), mlp_x.gate)
+        c = gated_residual(c, self.mlp_c(modulate(self.norm2_c(c), mlp_c.shift, mlp_c.scale)), mlp_c.gate)
         return x, c
 
 

@@ -27,16 +27,24 @@ def rope_angles_1d(positions: torch.Tensor, dim: int, theta: float = 10_000.0) -
     return positions.float()[:, None] * rope_frequencies(dim, theta, positions.device)[None]
 
 
+def rotations(angles: torch.Tensor) -> torch.Tensor:
+    """angles (..., N, d/2) -> the unit complex numbers e^(i angle) that turn each pair (same shape, complex)."""
+    return torch.polar(torch.ones_like(angles), angles)
+
+
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of x (..., N, d) by angles (..., N, d/2), broadcast over leading axes."""
+    """Rotate interleaved pairs of x (..., N, d) by angles (..., N, d/2), broadcast over leading axes.
+
+    Each pair (x0, x1) is the complex number x0 + i x1, turned by multiplying with e^(i angle): one complex
+    multiplication (RoFormer's formulation, as in Flux). `angles` may also be given as complex `rotations(angles)`,
+    which a model computes once per forward for all its layers.
+    """
     if x.shape[-1] != 2 * angles.shape[-1]:
         raise ValueError(f"apply_rope needs angles with half the channels of x: x has {x.shape[-1]} channels, "
                          f"angles have {angles.shape[-1]} pairs.")
-    pairs = x.float().unflatten(-1, (-1, 2))  # (..., N, d/2, 2)
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    cos, sin = angles.cos(), angles.sin()
-    rotated = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)  # (..., N, d/2, 2)
-    return rotated.flatten(-2).type_as(x)
+    turn = angles if angles.is_complex() else rotations(angles)  # (..., N, d/2)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())  # (..., N, d/2)
+    return torch.view_as_real(pairs * turn).flatten(-2).type_as(x)
 
 
 def grid_positions(h: int, w: int, device=None) -> torch.Tensor:
@@ -121,9 +129,10 @@ def rotary_for(pos: str, head_dim: int, heads: int, layers: int):
 
 
 def layer_angles(rope, h: int, w: int, layers: int, device=None) -> list:
-    """One angle table per layer on an h x w grid, on `device`: (h * w, head_dim/2) shared (axial),
-    (heads, h * w, head_dim/2) per layer (mixed), or None for every layer without RoPE."""
+    """One rotation table per layer on an h x w grid, on `device`, as complex `rotations` (computed once, used by
+    every attention of the forward pass): (h * w, head_dim/2) shared (axial), (heads, h * w, head_dim/2) per layer
+    (mixed), or None for every layer without RoPE."""
     if rope is None:
         return [None] * layers
-    angles = rope(h, w, device)
-    return list(angles) if isinstance(rope, MixedRoPE) else [angles] * layers
+    turns = rotations(rope(h, w, device))
+    return list(turns) if isinstance(rope, MixedRoPE) else [turns] * layers

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from flops import math_attention
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_utils.adaln import AdaLN, AdaLNZeroBlock, FinalLayer, Modulation, ModulationOut, gated, modulate
+from course_utils.adaln import AdaLN, AdaLNZeroBlock, FinalLayer, Modulation, ModulationOut, gated_residual, modulate
 from course_utils.attention import block_macs
 
 
@@ -29,10 +29,10 @@ def test_modulation_splits_one_linear_layer_into_named_branches():
     assert final.gate is None and final.shift.shape == (3, 4)
 
 
-def test_gated_multiplies_per_channel_and_none_means_ungated():
-    branch, gate = torch.randn(2, 3, 4), torch.randn(2, 4)
-    assert torch.equal(gated(branch, None), branch)
-    assert torch.allclose(gated(branch, gate)[1, 2], gate[1] * branch[1, 2])
+def test_gated_residual_adds_the_branch_scaled_per_channel_and_none_means_ungated():
+    x, branch, gate = torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.randn(2, 4)
+    assert torch.equal(gated_residual(x, branch, None), x + branch)
+    assert torch.allclose(gated_residual(x, branch, gate)[1, 2], x[1, 2] + gate[1] * branch[1, 2])
 
 
 def test_adaln_with_zero_modulation_is_plain_layer_norm():

@@ -6,13 +6,15 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from dataclasses import replace
 
 import pytest
 import torch
 
 from course_utils.checkpoint import load_model, sha256_file
 from course_utils.config import DATA_DIR
-from course_utils.retrain import RECIPES, adherence_check
+from course_utils.retrain import RECIPES, adherence_check, denoiser_run
 from course_utils.unet import unet_small
 
 
@@ -69,3 +71,35 @@ def test_every_shipped_denoiser_has_a_recipe_with_an_ema():
     assert set(RECIPES) == {"unet", "dit", "mmdit"}
     assert all(recipe.run.ema_decay and recipe.run.cfg_dropout > 0 for recipe in RECIPES.values())
     assert RECIPES["mmdit"].mode_weights == {"relation": 2.5} and RECIPES["mmdit"].run.lr_decay == "cosine"
+
+
+def test_a_killed_run_resumed_from_its_folder_ends_with_the_same_weights(data_copy, tmp_path):
+    """kill -9 once the first snapshot is on disk, then --resume: the same weights as an uncut run, bit for bit."""
+    args = ["unet", "--steps", "20", "--batch-size", "8", "--seed", "3"]
+    whole = retrain(*args, "--out", str(tmp_path / "whole"), data=data_copy)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    env = {**os.environ, "COURSE_DATA": str(data_copy), "COURSE_CACHE": str(DATA_DIR / "cache")}
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "course_utils.retrain", *args, "--out", str(cut)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (cut / "snapshot.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert torch.load(cut / "snapshot.pt", weights_only=True)["step"] < 20, "the run ended before it was cut"
+    resumed = retrain("unet", "--resume", str(cut), data=data_copy)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = (torch.load(path / "unet.pt", weights_only=True)["state_dict"] for path in (cut, tmp_path / "whole"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    wrong = retrain("dit", "--resume", str(cut), data=data_copy)
+    assert wrong.returncode == 2 and "holds a unet run" in wrong.stderr
+
+
+def test_batch_size_rescales_the_recipe_by_the_square_root_rule():
+    cpu = denoiser_run("mmdit", device="cpu")
+    assert cpu == replace(RECIPES["mmdit"].run, seed=0)
+    bigger = denoiser_run("mmdit", batch_size=512, device="cpu")
+    assert bigger.batch_size == 512 and bigger.lr == pytest.approx(2 * cpu.lr) and bigger.steps == cpu.steps
+    gpu = denoiser_run("mmdit", device="cuda")  # the measured large-batch recipe
+    assert (gpu.batch_size, gpu.lr, gpu.steps) == (1024, 3e-3, 4500)

@@ -6,7 +6,19 @@ import torch
 import torch.nn as nn
 
 import course_utils.train as train_mod
-from course_utils.train import LESSON_RUN, SHIPPED_RUN, TrainConfig, lr_factor, train, validation_loss
+from course_utils.data import Tokenizer
+from course_utils.mmdit import mmdit_small
+from course_utils.train import (
+    LESSON_RUN,
+    MMDIT_RUN,
+    SHIPPED_RUN,
+    TrainConfig,
+    count_operators,
+    lr_factor,
+    scale_batch,
+    train,
+    validation_loss,
+)
 
 
 class ClassDenoiser(nn.Module):
@@ -175,3 +187,57 @@ def test_callback_runs_after_every_validation():
     train(ClassDenoiser(), x, y, config=TrainConfig(steps=30, batch_size=32, val_every=10), val=(x[:64], y[:64]),
           callback=lambda step, history: calls.append((step, len(history.val_loss))))
     assert calls == [(10, 1), (20, 2), (30, 3)]
+
+
+def test_a_cut_off_run_resumed_from_its_snapshot_gives_the_same_weights_bit_exact(tmp_path):
+    x, y = toy_data()
+    config = TrainConfig(steps=4, batch_size=32, ema_decay=0.9, cfg_dropout=0.3, val_every=2, lr_decay="cosine",
+                         warmup=2)
+    null = torch.tensor([3])
+    torch.manual_seed(0)
+    whole = ClassDenoiser()
+    whole_history = train(whole, x, y, config=config, val=(x[:32], y[:32]), null_cond=null)
+
+    def cut_off(step, history):
+        raise KeyboardInterrupt  # the session ends right after the snapshot of step 2
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(ClassDenoiser(), x, y, config=config, val=(x[:32], y[:32]), null_cond=null, callback=cut_off,
+              snapshot=tmp_path / "snapshot.pt")
+    torch.manual_seed(1)  # a fresh process: other initial weights, which the snapshot replaces
+    resumed = ClassDenoiser()
+    history = train(resumed, x, y, config=config, val=(x[:32], y[:32]), null_cond=null,
+                    resume=tmp_path / "snapshot.pt", snapshot=tmp_path / "snapshot.pt")
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(whole_history.ema.state_dict().values(), history.ema.state_dict().values()):
+        assert torch.equal(a, b)
+    assert history.train_loss == whole_history.train_loss and history.val_loss == whole_history.val_loss
+    with pytest.raises(ValueError, match="another TrainConfig"):
+        train(ClassDenoiser(), x, y, config=replace(config, lr=0.1), null_cond=null, resume=tmp_path / "snapshot.pt")
+
+
+def test_scale_batch_follows_the_square_root_rule():
+    run = scale_batch(SHIPPED_RUN, 4 * SHIPPED_RUN.batch_size)
+    assert run.batch_size == 512 and run.lr == pytest.approx(2 * SHIPPED_RUN.lr) and run.steps == SHIPPED_RUN.steps
+
+
+def test_the_mmdit_recipe_step_dispatches_few_operators_and_never_waits_for_the_device():
+    """Counted as a GPU would launch them: operators per step (views excluded) and host syncs outside logging."""
+    torch.manual_seed(0)
+    n = 64
+    latents = torch.randn(n, 4, 8, 8)
+    captions = ["a red circle above a blue square", "two small red circles"] * (n // 2)
+    ids, mask = Tokenizer().encode(captions)
+    weights = torch.tensor([1.0, 2.5])[torch.arange(n) % 2]
+
+    def run(steps):
+        model = mmdit_small()
+        config = replace(MMDIT_RUN, steps=steps, batch_size=8, val_every=1000)  # no validation, no logging step
+        return count_operators(lambda: train(model, latents, (ids, mask), config=config, sample_weights=weights))
+
+    two, four = run(2), run(4)
+    per_step = {op: (four[op] - two[op]) / 2 for op in four}
+    assert per_step.get("aten._local_scalar_dense", 0) == 0, "a training step waited for the device"
+    assert sum(per_step.values()) <= 1000, sorted(per_step.items(), key=lambda kv: -kv[1])[:15]
