@@ -108,15 +108,17 @@ class JointAttention(nn.Module):
         """Queries, keys and values of the joint sequence (B, h, N + M, d) each, and its key mask (B, N + M)."""
         n, m = x.shape[1], c.shape[1]
         joint = torch.cat([self.qkv_x(x), self.qkv_c(c)], dim=1)  # (B, N + M, 3D)
-        qkv = rearrange(joint, "b n (three h d) -> three b h n d", three=3, h=self.heads)  # (3, B, h, N + M, d)
-        qk, v = qkv[:2], qkv[2]  # (2, B, h, N + M, d), (B, h, N + M, d)
+        qk, v = joint.split([2 * joint.shape[-1] // 3, joint.shape[-1] // 3], dim=-1)  # (its backward is a cat)
+        qk = rearrange(qk, "b n (two h d) -> two b h n d", two=2, h=self.heads)  # (2, B, h, N + M, d)
+        v = rearrange(v, "b n (h d) -> b h n d", h=self.heads)  # (B, h, N + M, d)
         if isinstance(self.q_norm_x, RMSNorm):
             qk = F.rms_norm(qk, qk.shape[-1:], eps=self.q_norm_x.eps) * self.qk_gains(n, m)
         if rope is not None:  # positions on the patch grid; text tokens are not rotated (angle 0)
             turn = rope if rope.is_complex() else rotations(rope)  # (..., N, d/2)
             qk = apply_rope(qk, torch.cat([turn, turn.new_ones(*turn.shape[:-2], m, turn.shape[-1])], dim=-2))
         keys = torch.cat([mask.new_ones(x.shape[0], n), mask], dim=1)  # (B, N + M)
-        return qk[0], qk[1], v, keys
+        q, k = qk.unbind(0)  # (B, h, N + M, d) each
+        return q, k, v, keys
 
     def forward(self, x, c, mask, rope=None):
         q, k, v, keys = self.qkv(x, c, mask, rope)
