@@ -13,6 +13,12 @@ from einops import rearrange
 from .rope import apply_rope
 
 
+def check_heads(dim: int, heads: int) -> None:
+    """Multi-head attention splits the width into equal heads: dim must be a multiple of heads."""
+    if heads < 1 or dim % heads:
+        raise ValueError(f"dim {dim} must be divisible by heads {heads}.")
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square norm with a learned gain (Zhang & Sennrich, 2019): (..., d) -> (..., d). As qk-norm it
     keeps attention logits bounded (SD3)."""
@@ -31,8 +37,7 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int, heads: int, context_dim: int = None):
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} must be divisible by heads {heads}.")
+        check_heads(dim, heads)
         self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(context_dim or dim, 2 * dim)

@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 
 from .adaln import AdaLNZeroBlock, FinalLayer
-from .attention import Attention, Mlp, ViTBlock, block_macs
+from .attention import Attention, Mlp, ViTBlock, block_macs, check_heads
 from .embeddings import VOCAB_SIZE, CaptionDenoiser, CaptionEmbedder, TimestepEmbedder
 from .patchify import PatchEmbed, patch_tokens, unpatchify
-from .rope import POSITIONS, layer_angles, rotary_for
+from .rope import check_position, layer_angles, rotary_for
 
 CONDITIONINGS = ("in_context", "cross_attention", "adaln", "adaln_zero")
 
@@ -41,10 +41,8 @@ class DiTConfig:
     def __post_init__(self):
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}.")
-        if self.pos not in POSITIONS:
-            raise ValueError(f"pos must be one of {POSITIONS}, got {self.pos!r}.")
-        if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}.")
+        check_position(self.pos)
+        check_heads(self.dim, self.heads)
 
 
 DIT_TINY = DiTConfig(dim=128, depth=4, heads=4, patch_size=2)  # the lessons' live runs: 16 tokens on 8x8 latents

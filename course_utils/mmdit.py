@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .adaln import FinalLayer, Modulation, gated_residual, modulate
-from .attention import Mlp, RMSNorm, ViTBlock, block_macs
+from .attention import Mlp, RMSNorm, ViTBlock, block_macs, check_heads
 from .embeddings import VOCAB_SIZE, CaptionDenoiser, TimestepEmbedder
 from .patchify import PatchEmbed, patch_tokens, unpatchify
-from .rope import POSITIONS, apply_rope, layer_angles, rotary_for, rotations
+from .rope import apply_rope, check_position, layer_angles, rotary_for, rotations
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,8 @@ class MMDiTConfig:
     pos: str = "rope_axial"
 
     def __post_init__(self):
-        if self.pos not in POSITIONS:
-            raise ValueError(f"pos must be one of {POSITIONS}, got {self.pos!r}.")
-        if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}.")
+        check_position(self.pos)
+        check_heads(self.dim, self.heads)
 
 
 MMDIT_SMALL = MMDiTConfig(dim=128, depth=4, heads=4, patch_size=2, text_depth=2)  # the shipped lesson 06 MMDiT
@@ -90,8 +88,7 @@ class JointAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, qk_norm: bool = True):
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} must be divisible by heads {heads}.")
+        check_heads(dim, heads)
         self.heads, head_dim = heads, dim // heads
         self.qkv_x, self.qkv_c = nn.Linear(dim, 3 * dim), nn.Linear(dim, 3 * dim)
         norm = (lambda: RMSNorm(head_dim)) if qk_norm else nn.Identity

@@ -116,11 +116,15 @@ class MixedRoPE(nn.Module):
         return mixed_angles(h, w, self.freqs)
 
 
+def check_position(pos: str) -> None:
+    if pos not in POSITIONS:
+        raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}.")
+
+
 def rotary_for(pos: str, head_dim: int, heads: int, layers: int):
     """The rotary module a transformer with position encoding `pos` (one of POSITIONS) needs: AxialRoPE for
     "rope_axial", a per-layer MixedRoPE for "rope_mixed", None otherwise."""
-    if pos not in POSITIONS:
-        raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}.")
+    check_position(pos)
     if pos == "rope_axial":
         return AxialRoPE(head_dim)
     if pos == "rope_mixed":

@@ -133,7 +133,12 @@ def lr_factor(step: int, steps: int, warmup: int, decay: str) -> float:
 def scale_batch(config: TrainConfig, batch_size: int) -> TrainConfig:
     """The same run at another batch size, with the learning rate scaled by the square-root rule for Adam
     (Malladi et al., 2022, "On the SDEs and scaling rules for adaptive gradient algorithms"): lr * sqrt(B / B0).
-    Steps and warmup stay as they are, so a larger batch sees more samples."""
+    Steps and warmup stay as they are, so a larger batch sees more samples.
+
+    Measured (data/results/lr_scaling.json, scripts/lr_scaling.py: a small MMDiT, batch 64 -> 256 at equal samples,
+    3 seeds): the square-root lr beats the kept one by 0.070 +- 0.023 in validation loss, and the linear rule's beats
+    the square-root one by 0.036 +- 0.032 at that short budget; the one H100 run at 8x the batch used 1.5x the lr.
+    The square-root rule sits between the two."""
     return replace(config, batch_size=batch_size, lr=config.lr * math.sqrt(batch_size / config.batch_size))
 
 

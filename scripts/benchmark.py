@@ -1,8 +1,9 @@
 """Time the pieces students wait on: data generation, the latent cache, the VAE and the judge; training steps
-of the lesson models and explorer redraws.
+of the lesson models and explorer redraws; the shipped MMDiT's training loop on every device at hand.
 
     python scripts/benchmark.py            # everything, one line per measurement
     python scripts/benchmark.py models     # only the training steps and the explorers
+    python scripts/benchmark.py loop       # only the MMDiT training loop (CPU, and CUDA where present)
 """
 
 import os
@@ -63,9 +64,62 @@ def models():
           lambda: attention.controls["caption"].set_trait("value", next(captions)), 3)
 
 
+def loop(device: torch.device, batch_size: int, steps: int = 10):
+    """The shipped MMDiT recipe under train(): ms per step, samples per second, operators per step, and on CUDA
+    the kernels per step and the share of the step the GPU is busy (torch.profiler)."""
+    from dataclasses import replace
+
+    from course_utils.mmdit import mmdit_small
+    from course_utils.train import MMDIT_RUN, count_operators, train
+
+    data = load_latents("train")
+    cond, model = (data.ids, data.mask), mmdit_small().to(device)
+    config = replace(MMDIT_RUN, batch_size=batch_size, val_every=10**9)
+
+    def run(n):
+        train(model, data.latents, cond, config=replace(config, steps=n), desc="bench")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    run(3)  # warm up
+    start = time.perf_counter()
+    run(steps)
+    ms = (time.perf_counter() - start) / steps * 1000
+    ops = count_operators(lambda: run(4)).total() - count_operators(lambda: run(2)).total()
+    line = f"MMDiT recipe step on {device.type}, batch {batch_size}: {ms:.1f} ms, {batch_size / ms * 1000:,.0f} " \
+           f"samples/s, {ops / 2:.0f} operators"
+    if device.type == "cuda":
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            start = time.perf_counter()
+            run(steps)
+            wall = time.perf_counter() - start
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        busy = sum(e.device_time for e in kernels) / 1e6 / wall  # device_time in microseconds
+        line += f", {len(kernels) / steps:.0f} kernels, GPU busy {busy:.0%}"
+    print(line, flush=True)
+
+
+def evaluate_time(device: torch.device):
+    from course_utils.metrics import evaluate
+
+    model = load_model("mmdit", device)
+    timed(f"evaluate the shipped MMDiT on 500 captions ({device.type})", lambda: evaluate(model, n=500, cfg_scale=2.0))
+
+
+def loops():
+    torch.set_num_threads(2)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        for batch_size in (128, 1024):
+            loop(device, batch_size, steps=10 if device.type == "cpu" else 50)
+        evaluate_time(device)
+
+
 def main():
     if sys.argv[1:] == ["models"]:
         return models()
+    if sys.argv[1:] == ["loop"]:
+        return loops()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     torch.set_num_threads(1)
     timed("render 50,000 images at 32x32 (1 thread)", lambda: render_shapes(50_000, seed=0))
@@ -81,6 +135,7 @@ def main():
         print(f"judge accuracy at {size}x{size}: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
 
     models()
+    loops()
 
     cache = tempfile.mkdtemp()
     os.environ["COURSE_CACHE"] = cache

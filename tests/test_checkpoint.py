@@ -52,13 +52,16 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_shipped_files_match_their_checksums():
     sums = checkpoint.shipped_sums()
-    assert set(sums) == set(SIZE_LIMITS_MB)
+    assert {name for name in sums if not name.startswith("results/")} == set(SIZE_LIMITS_MB)
     for name, digest in sums.items():
         assert sha256_file(checkpoint.DATA_DIR / name) == digest, name
 
 
 def test_shipped_files_are_small():
     for name in checkpoint.shipped_sums():
+        if name.startswith("results/"):
+            assert (checkpoint.DATA_DIR / name).stat().st_size < 100_000, name
+            continue
         assert (checkpoint.DATA_DIR / name).stat().st_size < SIZE_LIMITS_MB[name] * 1024 * 1024, name
 
 
