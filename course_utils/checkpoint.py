@@ -123,12 +123,23 @@ def shipped_sums() -> dict:
     """{file name: sha256} of the files the course ships in data/."""
     if not SUMS_FILE.exists():
         return {}
-    lines = [line.split() for line in SUMS_FILE.read_text().splitlines() if line.strip()]
-    return {name.lstrip("*"): digest for digest, name in lines}
+    sums = {}
+    for number, line in enumerate(SUMS_FILE.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or len(parts[0]) != 64 or any(ch not in "0123456789abcdef" for ch in parts[0]):
+            raise ValueError(f"{SUMS_FILE} line {number} is not '<sha256>  <file>' (the sha256sum format): {line!r}; "
+                             "restore it with `git checkout -- data/SHA256SUMS`.")
+        sums[parts[1].lstrip("*")] = parts[0]
+    return sums
 
 
 def load_shipped(name: str) -> dict:
     """Load data/<name>, verified against data/SHA256SUMS."""
+    if not SUMS_FILE.exists():
+        raise FileNotFoundError(f"{SUMS_FILE} is missing, so no shipped file can be verified; restore it with "
+                                "`git checkout -- data/SHA256SUMS`.")
     sums = shipped_sums()
     if name not in sums:
         raise FileNotFoundError(f"{name} is not among the shipped files in {SUMS_FILE}: {sorted(sums)}")

@@ -11,7 +11,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FAST: bool = os.environ.get("COURSE_FAST", "0") == "1"
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """A true/false environment variable: 1/true/yes/on or 0/false/no/off (any case, spaces ignored)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUE + FALSE:
+        return value in TRUE
+    raise ValueError(f"{name}={raw!r} is neither true nor false; use one of {', '.join(TRUE)} or "
+                     f"{', '.join(v for v in FALSE if v)}.")
+
+
+FAST: bool = env_flag("COURSE_FAST")
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("COURSE_DATA", REPO_DIR / "data")).resolve()  # env COURSE_DATA moves it (tests)

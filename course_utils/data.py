@@ -89,6 +89,25 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1.0
 
 
+def float_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    """Images as the course reads them: uint8 in [0, 255] are converted, floats must already lie in [-1, 1].
+
+    Checks the values (a host sync), so call it where images are read, never inside a network's forward.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a batch (B, 3, H, W) of RGB images, got {got}.")
+    if images.dtype == torch.uint8:
+        return to_float(images)
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be uint8 in [0, 255] or floats in [-1, 1], got dtype {images.dtype}.")
+    low, high = images.aminmax()
+    if not (torch.isfinite(low) and torch.isfinite(high) and low >= -1.001 and high <= 1.001):
+        raise ValueError(f"{name} must be floats in [-1, 1] (or uint8 in [0, 255]), got values from {low:.3g} to "
+                         f"{high:.3g}; convert 0..255 floats with data.to_float(images.to(torch.uint8)).")
+    return images
+
+
 def _sample_scenes(rng: np.random.Generator, n: int, mode: str) -> list:
     """Draw n scene records. mode 'mixed' gives half single-object and half relation scenes."""
     records = []

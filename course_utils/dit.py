@@ -145,6 +145,7 @@ class DiT(CaptionDenoiser):
 
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
+        self.check_inputs(x, t, cond)
         tokens, angles = self.embed_patches(x)  # (B, N, D), one rotary angle table (or None) per block
         c, h, w = x.shape[1:]
         p = self.config.patch_size

@@ -81,3 +81,25 @@ class CaptionDenoiser(nn.Module):
     def null_condition(self) -> tuple:
         """The null caption (ids, mask), each (1, max_len), on the model's device."""
         return null_caption(self.config.max_len, next(self.parameters()).device)
+
+    def check_inputs(self, x, t, cond) -> None:
+        """The contract's shapes and dtypes (no values, so no host sync): x (B, C, H, W) with C = in_channels,
+        t (B,) floating, cond = (ids, mask) with ids integer and mask bool, each (B, max_len)."""
+        name, cfg = type(self).__name__, self.config
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != cfg.in_channels:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"this {name} takes latents (B, {cfg.in_channels}, H, W), got {got} for x.")
+        b = x.shape[0]
+        if not isinstance(t, torch.Tensor) or t.shape != (b,) or not t.is_floating_point():
+            got = (tuple(t.shape), str(t.dtype)) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"t must be a float tensor of shape ({b},), one time per latent in x, got {got}.")
+        if not isinstance(cond, (tuple, list)) or len(cond) != 2:
+            raise ValueError(f"cond must be a caption batch (ids, mask) from Tokenizer.encode, got "
+                             f"{type(cond).__name__}.")
+        ids, mask = cond
+        if ids.shape != (b, cfg.max_len) or mask.shape != (b, cfg.max_len):
+            raise ValueError(f"cond's ids and mask must each be ({b}, {cfg.max_len}) for x of batch {b} (one caption "
+                             f"per latent, Tokenizer({cfg.max_len})), got {tuple(ids.shape)} and {tuple(mask.shape)}.")
+        if ids.is_floating_point() or ids.is_complex() or mask.dtype != torch.bool:
+            raise ValueError(f"cond's ids must be integers and its mask bool (True on real words), got {ids.dtype} "
+                             f"and {mask.dtype}; a float mask would be read as an additive attention bias.")

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_model
 from .config import SEEDS, stream_seed
-from .data import COLOURS, SHAPES, SIZES, render_shapes, to_float
+from .data import COLOURS, SHAPES, SIZES, float_images, render_shapes, to_float
 from .vae import load_vae
 
 JUDGE_CONFIG = {"width": 48}
@@ -99,8 +99,7 @@ def read_scenes(judge: Judge, images: torch.Tensor, batch_size: int = 500) -> di
     """
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] % 16:
         raise ValueError(f"the judge reads images (B, 3, H, W) with H = W a multiple of 16, got {tuple(images.shape)}.")
-    if images.dtype == torch.uint8:
-        images = to_float(images)
+    images = float_images(images)
     device = next(judge.parameters()).device
     preds = [judge(images[i : i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
     pred = {k: torch.cat([p[k] for p in preds]).cpu() for k in preds[0]}

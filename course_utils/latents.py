@@ -123,7 +123,9 @@ def cache_status(split: str) -> str:
         return "missing"
     try:
         manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "corrupt"
+    if not isinstance(manifest, dict):
         return "corrupt"
     if manifest.get("recipe") != _recipe(split):
         return "stale"

@@ -5,7 +5,7 @@ pair consistency, the Frechet distance of judge features, and `evaluate`, which 
 import torch
 
 from .config import SEEDS
-from .data import relation_holds, render_shapes, to_float
+from .data import float_images, relation_holds, render_shapes
 from .flow import generate
 from .judge import ATTRIBUTES, Judge, load_judge, read_scenes, scene_objects
 
@@ -68,6 +68,9 @@ def _pair_consistency(scenes: dict) -> float:
 
 def prompt_adherence(images: torch.Tensor, records: list, judge: Judge = None) -> float:
     """Fraction of images whose every object the judge reads as the caption says."""
+    if len(records) != len(images):
+        raise ValueError(f"records must hold one scene record per image: {len(images)} images, got {len(records)} "
+                         "records.")
     return _adherence(read_scenes(judge or load_judge(), images), records)
 
 
@@ -86,7 +89,7 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor, judge: Judge = None
     judge = judge or load_judge()
     feats = []
     for images in (real, fake):
-        images = to_float(images) if images.dtype == torch.uint8 else images
+        images = float_images(images)
         device = next(judge.parameters()).device
         feats.append(torch.cat([judge.features(images[i : i + 500].to(device)).cpu()
                                 for i in range(0, len(images), 500)]).double())

@@ -238,6 +238,7 @@ class MMDiT(CaptionDenoiser):
 
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
+        self.check_inputs(x, t, cond)
         tokens, text, mask, y, angles, (h, w) = self.encode(x, t, cond)
         for block, rope in zip(self.blocks, angles):
             tokens, text = block(tokens, text, y, mask, rope)  # (B, N, D), (B, 1 + L, D)

@@ -1,6 +1,6 @@
 """The one command that rebuilds a file the course ships in data/:
 
-    python -m course_utils.retrain NAME [--steps N] [--seed S] [--batch-size B] [--compile] [--out DIR]
+    python -m course_utils.retrain NAME [--steps N] [--seed S] [--batch-size B] [--lr LR] [--compile] [--out DIR]
                                         [--resume DIR] [--install [--force]]
 
 NAME is vae, judge, unet, dit or mmdit. A run writes NAME.pt and report.json into --out (default: a new folder
@@ -73,12 +73,13 @@ DEFAULT_STEPS = {"vae": 3000, "judge": 3000}
 
 
 def denoiser_run(name: str, steps: int = None, seed: int = 0, batch_size: int = None, compile: bool = False,
-                 device=None) -> TrainConfig:
-    """The TrainConfig of a shipped denoiser's recipe on `device`, with the command line's changes."""
+                 device=None, lr: float = None) -> TrainConfig:
+    """The TrainConfig of a shipped denoiser's recipe on `device`, with the command line's changes (an explicit lr
+    wins over the batch-size rule)."""
     run = RECIPES[name].for_device(torch.device(device or get_device()))
     if batch_size is not None:
         run = scale_batch(run, batch_size)
-    return replace(run, steps=steps or run.steps, seed=seed, compile=compile)
+    return replace(run, steps=steps or run.steps, seed=seed, compile=compile, lr=lr or run.lr)
 
 
 def train_denoiser(name: str, run: TrainConfig, snapshot=None, resume=None, callback=None):
@@ -103,12 +104,12 @@ def adherence_check(candidate, shipped, n: int = 500) -> dict:
 
 
 def run(name: str, steps: int, seed: int, out: Path, batch_size: int = None, compile: bool = False,
-        resume: bool = False) -> tuple:
+        resume: bool = False, lr: float = None) -> tuple:
     """Train NAME into out/NAME.pt (resume: go on from out/snapshot.pt); returns (report, model)."""
     start = time.time()
     report = {"name": name, "steps": steps, "seed": seed, "device": str(get_device())}
     if name in RECIPES:
-        config = denoiser_run(name, steps, seed, batch_size, compile)
+        config = denoiser_run(name, steps, seed, batch_size, compile, lr=lr)
         report.update(steps=config.steps, batch_size=config.batch_size, lr=config.lr)
         snapshot = out / "snapshot.pt"
         model, history = train_denoiser(name, config, snapshot, snapshot if resume else None)
@@ -138,6 +139,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="denoisers: batch size; the lr scales by the square-root rule (default: the recipe's)")
+    parser.add_argument("--lr", type=float, default=None, help="denoisers: peak learning rate (default: the recipe's)")
     parser.add_argument("--compile", action="store_true", help="denoisers: torch.compile the model")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: a new folder under runs/)")
     parser.add_argument("--resume", type=Path, default=None, metavar="DIR",
@@ -149,6 +151,8 @@ def main(argv=None):
         parser.error(f"--steps must be at least 1, got {args.steps}.")
     if args.batch_size is not None and (args.name not in RECIPES or args.batch_size < 1):
         parser.error(f"--batch-size takes a positive batch for a denoiser ({', '.join(RECIPES)}).")
+    if args.lr is not None and (args.name not in RECIPES or not args.lr > 0):
+        parser.error(f"--lr takes a positive learning rate for a denoiser ({', '.join(RECIPES)}).")
     if args.resume is not None:
         if args.name not in RECIPES or not (args.resume / "run.json").is_file():
             parser.error(f"--resume takes the folder of a cut-off denoiser run (with run.json), got {args.resume}.")
@@ -158,12 +162,12 @@ def main(argv=None):
         out = args.resume
     else:
         settings = {"name": args.name, "steps": args.steps or DEFAULT_STEPS.get(args.name), "seed": args.seed,
-                    "batch_size": args.batch_size, "compile": args.compile}
+                    "batch_size": args.batch_size, "compile": args.compile, "lr": args.lr}
         out = args.out or REPO_DIR / "runs" / f"{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(settings, indent=1))
     report, model = run(args.name, settings["steps"], settings["seed"], out, settings["batch_size"],
-                        settings["compile"], resume=args.resume is not None)
+                        settings["compile"], resume=args.resume is not None, lr=settings.get("lr"))
     if args.install and args.name in RECIPES:
         if args.force:
             print("--force: the adherence comparison with the shipped model is skipped.")

@@ -19,6 +19,7 @@ from .checkpoint import write_atomic
 from .flow import SCHEDULES, drop_condition, flow_matching_loss
 
 LR_DECAYS = ("constant", "cosine")
+LOG_EVERY = 20  # steps between the loop's looks at the loss (the only host syncs outside validation)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,29 @@ def lr_factor(step: int, steps: int, warmup: int, decay: str) -> float:
     return ramp * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _check_data(latents, cond, name: str, cond_name: str) -> None:
+    """Shapes, lengths and finiteness of training data, once before the first step."""
+    if not isinstance(latents, torch.Tensor) or latents.ndim < 2 or not latents.is_floating_point():
+        got = (tuple(latents.shape), str(latents.dtype)) if isinstance(latents, torch.Tensor) else type(latents)
+        raise ValueError(f"{name} must be a float tensor (N, C, h, w) of latents, got {got}.")
+    if len(latents) == 0 or not torch.isfinite(latents).all():
+        raise ValueError(f"{name} must be non-empty and finite (no NaN or inf); rebuild the latents "
+                         "(delete data/cache/) or check how they were made.")
+    for c in cond if isinstance(cond, tuple) else () if cond is None else (cond,):
+        if len(c) != len(latents):
+            raise ValueError(f"{cond_name} must hold one condition per latent: {len(latents)} latents in {name}, "
+                             f"got {len(c)} conditions.")
+
+
+def _check_finite(losses: list, step: int, config: TrainConfig) -> None:
+    """Stop a run whose loss went NaN or inf (checked every LOG_EVERY steps, before any snapshot is written)."""
+    if losses and not torch.isfinite(torch.stack(losses)).all():
+        raise FloatingPointError(
+            f"the training loss is not finite by step {step}: the weights hold NaN or inf. Likely causes: a learning "
+            f"rate too high (lr={config.lr:g}), no gradient clipping (grad_clip={config.grad_clip:g}), or bad data. "
+            "Nothing was saved over an earlier snapshot.")
+
+
 def scale_batch(config: TrainConfig, batch_size: int) -> TrainConfig:
     """The same run at another batch size, with the learning rate scaled by the square-root rule for Adam
     (Malladi et al., 2022, "On the SDEs and scaling rules for adaptive gradient algorithms"): lr * sqrt(B / B0).
@@ -191,8 +215,13 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig (e.g. replace(LESSON_RUN, steps=200)), got {config!r:.60}.")
-    if sample_weights is not None and (sample_weights.shape != (len(latents),) or (sample_weights < 0).any()):
-        raise ValueError(f"sample_weights must be ({len(latents)},) non-negative, got {tuple(sample_weights.shape)}.")
+    _check_data(latents, cond, "latents", "cond")
+    if val is not None:
+        _check_data(val[0], val[1], "val[0]", "val[1]")
+    if sample_weights is not None and (sample_weights.shape != (len(latents),) or (sample_weights < 0).any()
+                                       or not sample_weights.sum() > 0):
+        raise ValueError(f"sample_weights must be ({len(latents)},) non-negative with a positive sum, got "
+                         f"{tuple(sample_weights.shape)}.")
     if config.cfg_dropout > 0 and cond is not None and null_cond is None:
         if not hasattr(model, "null_condition"):
             raise ValueError("condition dropout for classifier-free guidance needs a null condition: pass null_cond "
@@ -235,6 +264,8 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
             with torch.no_grad():
                 torch._foreach_lerp_(ema_params, params, 1 - config.ema_decay)
         history.losses.append(loss.detach())
+        if step % val_every == 0 or step == steps or step % LOG_EVERY == 0:
+            _check_finite(history.losses[-LOG_EVERY:], step, config)  # one host sync per logging interval
         if step % val_every == 0 or step == steps:
             if val is not None:
                 history.val_loss.append((step, validation_loss(ema or model, *val)))
@@ -244,7 +275,7 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
                 save_snapshot(snapshot, step, model, ema, opt, sched, gen, history, config)
             if val is not None and callback is not None:
                 callback(step, history)
-        elif step % 20 == 0:
+        elif step % LOG_EVERY == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     history.train_loss = list(zip(range(1, steps + 1), torch.stack(history.losses).float().cpu().tolist()))
     history.losses = []

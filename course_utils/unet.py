@@ -131,6 +131,7 @@ class UNet(CaptionDenoiser):
 
     def forward(self, x, t, cond):
         """x (B, C, H, W), t (B,), cond = (ids, mask) each (B, L) -> v (B, C, H, W)."""
+        self.check_inputs(x, t, cond)
         factor = 2 ** (len(self.down) - 1)
         if x.ndim != 4 or x.shape[-2] % factor or x.shape[-1] % factor:
             raise ValueError(f"the U-Net downsamples {len(self.down) - 1} times, so H and W must be divisible by "

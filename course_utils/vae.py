@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_model
 from .config import SEEDS, stream_seed
-from .data import render_shapes, to_float
+from .data import float_images, render_shapes, to_float
 
 VAE_CONFIG = {"channels": (16, 32, 64), "latent_channels": 4}  # the shipped VAE's architecture
 
@@ -116,8 +116,8 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, images, generator: torch.Generator = None, sample: bool = False):
-        """images in [-1, 1] -> latents scaled to unit std (the posterior mean unless sample=True)."""
-        mean, logvar = self.posterior(images)
+        """images in [-1, 1] (or uint8) -> latents scaled to unit std (the posterior mean unless sample=True)."""
+        mean, logvar = self.posterior(float_images(images))
         if sample:
             noise = torch.randn(mean.shape, generator=generator, device="cpu").to(mean.device)
             mean = mean + (0.5 * logvar).exp() * noise

@@ -111,3 +111,13 @@ def test_load_model_refuses_unknown_names_and_foreign_builders(tmp_path):
     save_checkpoint(tmp_path / "evil.pt", {}, {}, builder="os.system")
     with pytest.raises(ValueError, match="names no course model"):
         load_model(tmp_path / "evil.pt")
+
+
+def test_a_missing_or_malformed_checksum_file_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint, "SUMS_FILE", tmp_path / "SHA256SUMS")
+    with pytest.raises(FileNotFoundError, match="SHA256SUMS is missing"):
+        load_shipped("vae.pt")
+    (tmp_path / "SHA256SUMS").write_text(f"{'a' * 64}  vae.pt\nnot a checksum line\n")
+    with pytest.raises(ValueError, match="line 2 is not '<sha256>  <file>'"):
+        load_shipped("vae.pt")

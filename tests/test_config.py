@@ -80,3 +80,20 @@ def test_course_data_moves_the_data_folder(monkeypatch, tmp_path):
     assert importlib.reload(config).DATA_DIR == tmp_path.resolve()
     monkeypatch.delenv("COURSE_DATA")
     assert importlib.reload(config).DATA_DIR == config.REPO_DIR / "data"
+
+
+@pytest.mark.parametrize("raw,fast", [("true", True), (" 1", True), ("YES", True), ("on", True), ("0", False),
+                                      ("false", False), (" no ", False), ("", False)])
+def test_course_fast_accepts_the_usual_spellings(monkeypatch, raw, fast):
+    monkeypatch.setenv("COURSE_FAST", raw)
+    assert importlib.reload(config).FAST is fast
+    monkeypatch.setenv("COURSE_FAST", "1")
+    importlib.reload(config)
+
+
+def test_course_fast_refuses_anything_else_and_names_the_variable(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "maybe")
+    with pytest.raises(ValueError, match="COURSE_FAST='maybe' is neither true nor false"):
+        importlib.reload(config)
+    monkeypatch.setenv("COURSE_FAST", "1")
+    importlib.reload(config)

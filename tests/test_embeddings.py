@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from course_utils.data import Tokenizer
+from course_utils.dit import dit_tiny
 from course_utils.embeddings import CaptionEmbedder, TimestepEmbedder, null_caption, timestep_embedding
+from course_utils.mmdit import mmdit_small
+from course_utils.unet import unet_small
 
 
 def test_timestep_embedding_matches_the_formula():
@@ -40,3 +43,25 @@ def test_null_caption_maps_to_the_learned_null_vector():
     ids, mask = null_caption(tok.max_len)
     assert ids.shape == mask.shape == (1, tok.max_len) and not mask.any()
     assert torch.equal(embed(ids, mask), torch.full((1, 16), 3.0))
+
+
+@pytest.mark.parametrize("build", [lambda: unet_small(), lambda: dit_tiny(depth=1), lambda: mmdit_small(depth=1)],
+                         ids=["unet", "dit", "mmdit"])
+def test_every_denoiser_refuses_inputs_that_break_the_contract(build):
+    model = build()
+    ids, mask = Tokenizer().encode(["two small red circles"] * 4)
+    x, t = torch.randn(4, 4, 8, 8), torch.rand(4)
+    assert model(x, t, (ids, mask)).shape == x.shape
+    cases = {
+        "batch of x against the captions": ((x[:1], t[:1], (ids, mask)), r"each be \(1, 12\) for x of batch 1"),
+        "t of the wrong shape": ((x, t[:, None], (ids, mask)), r"t must be a float tensor of shape \(4,\)"),
+        "integer t": ((x, (t * 10).long(), (ids, mask)), "t must be a float tensor"),
+        "a float mask": ((x, t, (ids, mask.float())), "its mask bool"),
+        "float ids": ((x, t, (ids.float(), mask)), "ids must be integers"),
+        "a caption too long": ((x, t, (ids.repeat(1, 2), mask.repeat(1, 2))), r"got \(4, 24\)"),
+        "three channels": ((x[:, :3], t, (ids, mask)), r"takes latents \(B, 4, H, W\)"),
+        "no caption batch": ((x, t, ids), r"cond must be a caption batch \(ids, mask\)"),
+    }
+    for args, message in cases.values():  # the keys say what each case breaks
+        with pytest.raises(ValueError, match=message):
+            model(*args)

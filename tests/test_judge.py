@@ -54,3 +54,13 @@ def test_the_shipped_judge_rebuilds_from_its_config():
     judge = load_judge()
     assert isinstance(judge, Judge) and judge.config == {"width": 48} and not judge.training
     assert Judge.from_config(judge.config).state_dict().keys() == judge.state_dict().keys()
+
+
+def test_the_judge_refuses_images_outside_their_range(judge):
+    images = render_shapes(2, seed=TEST + 14).images
+    with pytest.raises(ValueError, match=r"images must be floats in \[-1, 1\]"):
+        read_scenes(judge, images.float())
+    nan = to_float(images)
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="from nan"):
+        read_scenes(judge, nan)

@@ -95,3 +95,11 @@ def test_mode_weights_give_each_sample_its_scene_modes_weight():
     assert mode_sample_weights(scenes, {"relation": 2.5}).tolist() == [1.0, 2.5, 1.0, 2.5]
     with pytest.raises(ValueError, match="unknown scene mode"):
         mode_sample_weights(scenes, {"relations": 2.0})
+
+
+def test_a_manifest_that_is_json_but_not_an_object_is_corrupt_and_rebuilt(tiny_split, tmp_path):
+    good = load_latents(tiny_split, verbose=False)
+    (tmp_path / f"latents_{tiny_split}.json").write_text("[1, 2, 3]")
+    assert cache_status(tiny_split) == "corrupt"
+    assert torch.equal(load_latents(tiny_split, verbose=False).latents, good.latents)
+    assert cache_status(tiny_split) == "ok"

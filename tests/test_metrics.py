@@ -89,3 +89,9 @@ def test_two_object_funnel_says_where_two_object_images_go_wrong():
     single = {"mode": "single", "relation": None, "objects": [a]}
     with pytest.raises(ValueError, match="relation-mode records only"):
         two_object_funnel(scenes_of([[a]]), [single])
+
+
+def test_adherence_needs_one_record_per_image(judge):
+    batch = render_shapes(4, seed=TEST + 6)
+    with pytest.raises(ValueError, match="one scene record per image: 4 images, got 3 records"):
+        prompt_adherence(batch.images, batch.records[:3], judge)

@@ -103,3 +103,12 @@ def test_batch_size_rescales_the_recipe_by_the_square_root_rule():
     assert bigger.batch_size == 512 and bigger.lr == pytest.approx(2 * cpu.lr) and bigger.steps == cpu.steps
     gpu = denoiser_run("mmdit", device="cuda")  # the measured large-batch recipe
     assert (gpu.batch_size, gpu.lr, gpu.steps) == (1024, 3e-3, 4500)
+
+
+def test_a_diverging_run_stops_and_installs_nothing(data_copy, tmp_path):
+    before = {p.name: sha256_file(p) for p in data_copy.iterdir()}
+    run = retrain("unet", "--steps", "40", "--batch-size", "8", "--lr", "1e6", "--out", str(tmp_path / "out"),
+                  "--install", data=data_copy)
+    assert run.returncode != 0 and "FloatingPointError: the training loss is not finite by step" in run.stderr
+    assert {p.name: sha256_file(p) for p in data_copy.iterdir()} == before
+    assert not (tmp_path / "out" / "unet.pt").exists()

@@ -159,7 +159,7 @@ def test_dit_position_variants_run_at_any_grid_size(pos):
             x = torch.randn(2, 4, size, size)
             assert model(x, torch.rand(2), cond).shape == x.shape
     with pytest.raises(ValueError, match=r"patch size 2 must divide .* 9x9"):
-        model(torch.randn(1, 4, 9, 9), torch.rand(1), cond)
+        model(torch.randn(2, 4, 9, 9), torch.rand(2), cond)
 
 
 def test_rope_models_never_call_the_sine_cosine_table(monkeypatch):

@@ -241,3 +241,34 @@ def test_the_mmdit_recipe_step_dispatches_few_operators_and_never_waits_for_the_
     per_step = {op: (four[op] - two[op]) / 2 for op in four}
     assert per_step.get("aten._local_scalar_dense", 0) == 0, "a training step waited for the device"
     assert sum(per_step.values()) <= 1000, sorted(per_step.items(), key=lambda kv: -kv[1])[:15]
+
+
+def test_bad_training_data_is_refused_before_the_first_step():
+    x, y = toy_data(64)
+    config = TrainConfig(steps=2, batch_size=8)
+    nan = x.clone()
+    nan[5, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="latents must be non-empty and finite"):
+        train(ClassDenoiser(), nan, y, config=config)
+    with pytest.raises(ValueError, match="cond must hold one condition per latent: 64 latents in latents, got 70"):
+        train(ClassDenoiser(), x, torch.zeros(70, dtype=torch.long), config=config)
+    with pytest.raises(ValueError, match=r"val\[1\] must hold one condition per latent"):
+        train(ClassDenoiser(), x, y, config=config, val=(x[:10], y[:9]))
+    with pytest.raises(ValueError, match="latents must be a float tensor"):
+        train(ClassDenoiser(), (x * 100).long(), y, config=config)
+    with pytest.raises(ValueError, match="positive sum"):
+        train(ClassDenoiser(), x, y, config=config, sample_weights=torch.zeros(64))
+
+
+def test_a_diverging_run_stops_within_one_logging_interval_and_keeps_its_last_good_snapshot(tmp_path):
+    x, y = toy_data(64)
+    torch.manual_seed(0)
+    good = TrainConfig(steps=4, batch_size=8, val_every=2)
+    train(ClassDenoiser(), x, y, config=good, snapshot=tmp_path / "snapshot.pt")
+    before = (tmp_path / "snapshot.pt").read_bytes()
+    model = ClassDenoiser()
+    with torch.no_grad():
+        model.net[0].weight.fill_(float("inf"))  # the first forward pass gives a NaN loss
+    with pytest.raises(FloatingPointError, match="not finite by step 20"):
+        train(model, x, y, config=TrainConfig(steps=100, batch_size=8, val_every=50), snapshot=tmp_path / "snapshot.pt")
+    assert (tmp_path / "snapshot.pt").read_bytes() == before

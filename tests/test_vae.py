@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from course_utils import checkpoint
+from course_utils.config import SEEDS
 from course_utils.data import render_shapes, to_float
 from course_utils.vae import VAE, VAE_CONFIG, load_vae, reconstruction_psnr, vae_loss
 
@@ -72,3 +73,12 @@ def test_missing_weights_are_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "SUMS_FILE", tmp_path / "SHA256SUMS")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_vae()
+
+
+def test_images_outside_their_range_are_refused_with_the_remedy(vae):
+    images = render_shapes(2, seed=SEEDS["tests"] + 20).images
+    assert torch.equal(vae.encode(images), vae.encode(to_float(images)))  # uint8 is read as the documented range
+    with pytest.raises(ValueError, match=r"images must be floats in \[-1, 1\].*got values from \d+ to 2\d\d"):
+        vae.encode(images.float())  # 0..255 floats: silently garbage before
+    with pytest.raises(ValueError, match="images must be uint8 in"):
+        vae.encode(images.long())
