@@ -113,3 +113,15 @@ def test_explorer_redraws_when_sliders_move(latent):
 def test_explorer_noises_the_example_latent_by_default():
     explorer = adaln_explorer(trained_like_dit(depth=1))
     assert explorer.view["normalised"].shape == (16, 128)  # 8x8 latent of the 32x32 example scene, patch 2
+
+
+def test_view_refuses_a_block_channel_or_time_out_of_range():
+    torch.manual_seed(0)
+    model = dit_tiny("adaln_zero", depth=2)
+    latent = torch.randn(1, 4, 8, 8)
+    for bad, message in (({"block": 2}, "block must be an integer from 0 to 1"),
+                         ({"channel": 128}, "channel must be an integer from 0 to 127"),
+                         ({"channel": -1}, "channel must be an integer from 0 to 127"),
+                         ({"t": 1.5}, r"t must be a time in \[0, 1\]")):
+        with pytest.raises(ValueError, match=message):
+            adaln_view(model, latent, **bad)

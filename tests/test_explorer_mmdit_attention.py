@@ -86,7 +86,7 @@ def test_picture_is_the_decoded_clean_estimate_of_the_guided_velocity(model, vae
     assert np.allclose(view["image"], expected, atol=1e-5)
 
 
-def test_view_reads_the_chosen_word_and_clamps_it_to_the_caption(model, vae, path):
+def test_view_reads_the_chosen_word_and_refuses_one_beyond_the_caption(model, vae, path):
     view = mmdit_attention_view(model, vae, CAPTION, word=1, step=3, layer=1, steps=6, seed=3, trajectory=path)
     assert view["words"][1] == "red" and view["image"].shape == (32, 32, 3)
     assert view["image_to_word"].shape == (4, 4) and view["word_to_image"].shape == (4, 4)
@@ -94,7 +94,13 @@ def test_view_reads_the_chosen_word_and_clamps_it_to_the_caption(model, vae, pat
     other = mmdit_attention_view(model, vae, CAPTION, word=6, step=3, layer=1, steps=6, seed=3, trajectory=path)
     assert not np.allclose(view["image_to_word"], other["image_to_word"])
     assert view["t"] == pytest.approx(0.5) and "word 1 'red'" in view["text"] and "step 3 of 6" in view["text"]
-    assert mmdit_attention_view(model, vae, "two small green diamonds", word=11, steps=2, step=1)["word"] == 3
+    for name, value, message in (("word", 4, "word must be an integer from 0 to 3, got 4"),
+                                 ("word", -1, "word must be an integer from 0 to 3, got -1"),
+                                 ("step", 3, "step must be an integer from 0 to 2"),
+                                 ("layer", 2, "layer must be an integer from 0 to 1")):
+        with pytest.raises(ValueError, match=message):
+            mmdit_attention_view(model, vae, "two small green diamonds", **{"word": 0, "step": 1, "layer": 0,
+                                                                              name: value}, steps=2)
 
 
 def test_view_reuses_a_trajectory_without_changing_the_view(model, vae, path):

@@ -64,3 +64,10 @@ def test_2d_explorer_redraws_when_the_query_kind_and_direction_move():
     assert len(explorer.figure.axes) == 2 and explorer.figure.axes[0].get_title().startswith("axial")
     explorer.controls["direction"].value = 90.0
     assert "direction 90 degrees" in explorer.text.value
+
+
+def test_1d_view_refuses_a_pair_or_position_out_of_range():
+    with pytest.raises(ValueError, match="pair must be an integer from 0 to 7, got 8"):
+        rope_1d_view(pair=8, dim=16)
+    with pytest.raises(ValueError, match="position must be a non-negative integer"):
+        rope_1d_view(position=-2)

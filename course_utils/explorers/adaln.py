@@ -12,7 +12,7 @@ from ..adaln import modulate
 from ..data import Tokenizer
 from ..flow import interpolate
 from ..vae import load_vae
-from .base import Explorer, example_latent, float_slider, int_slider
+from .base import Explorer, check_index, example_latent, float_slider, int_slider
 
 ADALN_CAPTIONS = ("a large red circle in the top left", "a small blue square in the center",
                   "a yellow triangle above a green diamond", "two large white diamonds")
@@ -35,6 +35,10 @@ def adaln_view(model, latent: torch.Tensor, t: float = 0.5, caption: str = ADALN
     `gate` to one `channel` (plain adaLN has no gate: it counts as ones). Returns {"normalised", "modulated": (N, D),
     "shift", "scale", "gate": (D,), "branch", "gated": (N, D), "channel", "kept", "text"}.
     """
+    check_index("block", block, len(model.blocks))
+    check_index("channel", channel, model.config.dim)
+    if not 0 <= t <= 1:
+        raise ValueError(f"t must be a time in [0, 1] (0: noise, 1: data), got {t!r}.")
     device = next(model.parameters()).device
     cond = tuple(c.to(device) for c in Tokenizer(model.config.max_len).encode([caption]))  # (ids, mask), (1, L)
     noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(seed))

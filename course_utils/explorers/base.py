@@ -49,6 +49,12 @@ class Explorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
+def check_index(name: str, value, count: int) -> None:
+    """A slider value that picks one of `count` things (a row, a word, a layer...): an integer in 0..count - 1."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < count:
+        raise ValueError(f"{name} must be an integer from 0 to {count - 1}, got {value!r}.")
+
+
 def int_slider(description: str, value: int, low: int, high: int, step: int = 1) -> widgets.IntSlider:
     """An integer slider from low to high that redraws when released (continuous_update=False)."""
     return widgets.IntSlider(value=value, min=low, max=high, step=step, description=description,

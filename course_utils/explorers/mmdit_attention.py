@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from ..data import Tokenizer
 from ..flow import clean_estimate, guided_velocity, sample_trajectory, time_grid
 from ..vae import load_vae
-from .base import Explorer, int_slider
+from .base import Explorer, check_index, int_slider
 
 MMDIT_CAPTIONS = ("a red circle above a blue square", "a yellow square to the left of a purple triangle",
                   "a large cyan circle in the top left", "two small green diamonds")
@@ -22,7 +22,8 @@ def mmdit_attention_view(model, vae, caption: str = MMDIT_CAPTIONS[0], word: int
                          steps: int = 10, cfg_scale: float = 2.0, seed: int = 0, trajectory=None) -> dict:
     """What the MMDiT attention explorer shows: sample the caption with `steps` Euler steps, stop at `step`, and
     read the joint attention of `layer` (mean over heads) between the image patches and caption word `word`
-    (clamped to the caption's last word); `vae` decodes the model's prediction of the clean latent.
+    (0 is the first word; the explorer clamps its slider to the caption's last word); `vae` decodes the model's
+    prediction of the clean latent.
     trajectory: the caption's sample_trajectory (steps + 1, 1, C, s, s) with these steps, cfg_scale and seed,
     if already computed.
 
@@ -33,7 +34,9 @@ def mmdit_attention_view(model, vae, caption: str = MMDIT_CAPTIONS[0], word: int
     """
     tokenizer = Tokenizer(model.config.max_len)
     words = tokenizer.words(caption)  # raises ValueError for an unknown word
-    word = min(word, len(words) - 1)
+    check_index("word", word, len(words))
+    check_index("step", step, steps + 1)
+    check_index("layer", layer, len(model.blocks))
     device = next(model.parameters()).device
     cond = tuple(c.to(device) for c in tokenizer.encode([caption]))  # (ids, mask), each (1, L)
     if trajectory is None:
@@ -99,6 +102,7 @@ def mmdit_attention_explorer(model, caption: str = MMDIT_CAPTIONS[0], steps: int
         try:
             if caption not in trajectories:
                 trajectories[caption] = sample_trajectory(model, [caption], steps, cfg_scale, seed)
+            values["word"] = min(values["word"], len(Tokenizer(model.config.max_len).words(caption)) - 1)  # slider
             last["view"] = mmdit_attention_view(model, vae, caption, steps=steps, cfg_scale=cfg_scale, seed=seed,
                                                 trajectory=trajectories[caption], **values)
         except ValueError as error:  # a typed caption with an unknown word: say so, keep the last picture

@@ -10,7 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..rope import apply_rope, axial_angles, mixed_angles, mixed_frequencies, rope_angles_1d, rope_frequencies
-from .base import Explorer, choice_slider, float_slider, int_slider
+from .base import Explorer, check_index, choice_slider, float_slider, int_slider
 
 
 def rope_1d_view(position: int = 3, pair: int = 0, theta: float = 10_000.0, dim: int = 16, max_offset: int = 32,
@@ -22,6 +22,9 @@ def rope_1d_view(position: int = 3, pair: int = 0, theta: float = 10_000.0, dim:
     "offsets" (2 max_offset + 1,), "scores" (query at m), "scores_at_0" (the same offsets, query at 0),
     "pair_term" (cos(offset * w_pair)), "pair", "position", "wavelength", "gap", "text"}.
     """
+    check_index("pair", pair, dim // 2)
+    if not isinstance(position, (int, np.integer)) or position < 0:
+        raise ValueError(f"position must be a non-negative integer, got {position!r}.")
     freqs = rope_frequencies(dim, theta)  # (dim/2,)
     angles = position * freqs  # (dim/2,)
     unit = torch.tensor([1.0, 0.0]).repeat(dim // 2)  # (dim,): every pair points along x before rotation
