@@ -74,6 +74,8 @@ def drop_condition(cond, null_cond, p: float, generator: torch.Generator = None)
 
     cond: a tensor (B, ...) or a tuple of such tensors; null_cond: the same structure with batch 1.
     """
+    if not 0 <= p <= 1:
+        raise ValueError(f"the condition dropout p must be a probability in [0, 1], got {p!r}.")
     if cond is None or p == 0:
         return cond
     if null_cond is None:
@@ -92,6 +94,9 @@ def drop_condition(cond, null_cond, p: float, generator: torch.Generator = None)
 def guided_velocity(model, x: torch.Tensor, t: torch.Tensor, cond=None, null_cond=None,
                     cfg_scale: float = 1.0) -> torch.Tensor:
     """Classifier-free guidance: v_null + s (v_cond - v_null); s = 1 is the plain conditional field."""
+    if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale):
+        raise ValueError(f"cfg_scale must be a finite number (1: no guidance, 2: the course's default), "
+                         f"got {cfg_scale!r}.")
     v = model(x, t, cond)
     if cfg_scale == 1.0:
         return v

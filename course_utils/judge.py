@@ -6,6 +6,8 @@ miniature). Reading the strongest location in each 3x3 grid cell gives the scene
 which `metrics` compares with the captions.
 """
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -175,6 +177,8 @@ def train_judge(steps: int = 3000, batch_size: int = 64, lr: float = 2e-3,
         loss.backward()
         opt.step()
         sched.step()
-        if step % 50 == 0:
+        if step % 50 == 0 or step == steps - 1:
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"the judge's training loss is not finite at step {step}; lower lr={lr:g}.")
             bar.set_postfix(loss=f"{loss.item():.3f}")
     return judge.eval()

@@ -109,6 +109,9 @@ def _to(cond, device):
 def validation_loss(model, latents: torch.Tensor, cond=None, batch_size: int = 256, seed: int = 0,
                     schedule: str = "uniform") -> float:
     """Flow-matching loss on held-out latents with fixed noise and times (comparable across runs)."""
+    _check_data(latents, cond, "latents", "cond")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -177,8 +177,10 @@ def train_vae(steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, seed: i
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         sched.step()
-        if step % 50 == 0:
-            bar.set_postfix(psnr=f"{10 * math.log10(4 / mse.item()):.1f}")
+        if step % 50 == 0 or step == steps - 1:
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"the VAE's training loss is not finite at step {step}; lower lr={lr:g}.")
+            bar.set_postfix(psnr=f"{10 * math.log10(4 / max(mse.item(), 1e-12)):.1f}")
     vae.eval()
     with torch.no_grad():
         mean, _ = vae.posterior(to_float(render_shapes(2000, seed=seed + SEEDS["vae_scale"]).images))

@@ -191,3 +191,13 @@ def test_time_grid_runs_from_noise_to_data():
     assert torch.allclose(time_grid(4), torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
     with pytest.raises(ValueError, match="steps must be at least 1"):
         time_grid(0)
+
+
+def test_guidance_and_dropout_refuse_values_out_of_range():
+    x, t = torch.randn(2, 2), torch.rand(2)
+    with pytest.raises(ValueError, match="cfg_scale must be a finite number"):
+        guided_velocity(exact_field, x, t, None, None, cfg_scale=float("nan"))
+    with pytest.raises(ValueError, match="cfg_scale must be a finite number"):
+        guided_velocity(exact_field, x, t, None, None, cfg_scale="2")
+    with pytest.raises(ValueError, match=r"dropout p must be a probability in \[0, 1\], got 1.5"):
+        drop_condition(torch.zeros(4, dtype=torch.long), torch.zeros(1, dtype=torch.long), 1.5)

@@ -54,10 +54,12 @@ def test_install_replaces_the_file_and_its_checksum_atomically(data_copy, tmp_pa
     assert not [p for p in data_copy.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
-def test_zero_steps_is_refused_before_anything_runs(data_copy):
-    run = retrain("unet", "--steps", "0", "--install", data=data_copy)
+@pytest.mark.parametrize("name", ["vae", "judge", "unet", "dit", "mmdit"])
+def test_zero_steps_is_refused_before_anything_runs(data_copy, name):
+    before = {p.name: sha256_file(p) for p in data_copy.iterdir()}
+    run = retrain(name, "--steps", "0", "--install", data=data_copy)
     assert run.returncode == 2 and "--steps must be at least 1" in run.stderr
-    assert sha256_file(data_copy / "unet.pt") == sha256_file(DATA_DIR / "unet.pt")
+    assert {p.name: sha256_file(p) for p in data_copy.iterdir()} == before
 
 
 def test_an_untrained_denoiser_fails_the_adherence_check():

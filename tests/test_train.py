@@ -272,3 +272,11 @@ def test_a_diverging_run_stops_within_one_logging_interval_and_keeps_its_last_go
     with pytest.raises(FloatingPointError, match="not finite by step 20"):
         train(model, x, y, config=TrainConfig(steps=100, batch_size=8, val_every=50), snapshot=tmp_path / "snapshot.pt")
     assert (tmp_path / "snapshot.pt").read_bytes() == before
+
+
+def test_validation_loss_refuses_mismatched_or_bad_arguments():
+    x, y = toy_data(32)
+    with pytest.raises(ValueError, match="cond must hold one condition per latent: 32 latents in latents, got 31"):
+        validation_loss(ClassDenoiser(), x, y[:31])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        validation_loss(ClassDenoiser(), x, y, batch_size=0)

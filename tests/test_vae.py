@@ -4,7 +4,7 @@ import torch
 from course_utils import checkpoint
 from course_utils.config import SEEDS
 from course_utils.data import render_shapes, to_float
-from course_utils.vae import VAE, VAE_CONFIG, load_vae, reconstruction_psnr, vae_loss
+from course_utils.vae import VAE, VAE_CONFIG, load_vae, reconstruction_psnr, train_vae, vae_loss
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,8 @@ def test_images_outside_their_range_are_refused_with_the_remedy(vae):
         vae.encode(images.float())  # 0..255 floats: silently garbage before
     with pytest.raises(ValueError, match="images must be uint8 in"):
         vae.encode(images.long())
+
+
+def test_a_diverging_vae_run_stops_with_a_clear_error():
+    with pytest.raises(FloatingPointError, match="VAE's training loss is not finite at step 1"):
+        train_vae(steps=2, batch_size=4, lr=1e12)
