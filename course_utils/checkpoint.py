@@ -18,13 +18,13 @@ import torch
 from .config import DATA_DIR
 
 SUMS_FILE = DATA_DIR / "SHA256SUMS"
-# name -> (file in data/, the builder class by dotted path, the lesson that trains it)
+# name -> (file in data/, the builder class by dotted path)
 SHIPPED = {
-    "vae": ("vae.pt", "course_utils.vae.VAE", "00"),
-    "judge": ("judge.pt", "course_utils.judge.Judge", "00"),
-    "unet": ("unet.pt", "course_utils.unet.UNet", "02"),
-    "dit": ("dit.pt", "course_utils.dit.DiT", "04"),
-    "mmdit": ("mmdit.pt", "course_utils.mmdit.MMDiT", "06"),
+    "vae": ("vae.pt", "course_utils.vae.VAE"),
+    "judge": ("judge.pt", "course_utils.judge.Judge"),
+    "unet": ("unet.pt", "course_utils.unet.UNet"),
+    "dit": ("dit.pt", "course_utils.dit.DiT"),
+    "mmdit": ("mmdit.pt", "course_utils.mmdit.MMDiT"),
 }
 
 
@@ -91,7 +91,7 @@ def load_model(name_or_path, device="cpu") -> torch.nn.Module:
     or the path of a checkpoint written by `save_model` (a retrain run's output, say).
     """
     if isinstance(name_or_path, str) and name_or_path in SHIPPED:
-        file, builder, _ = SHIPPED[name_or_path]
+        file, builder = SHIPPED[name_or_path]
         ckpt = {**load_shipped(file), "builder": builder}
     elif isinstance(name_or_path, (str, Path)) and str(name_or_path).endswith(".pt"):
         ckpt = load_checkpoint(name_or_path)

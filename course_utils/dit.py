@@ -14,7 +14,7 @@ from .adaln import AdaLNZeroBlock, FinalLayer
 from .attention import Attention, Mlp, ViTBlock, block_macs, check_heads
 from .embeddings import VOCAB_SIZE, CaptionDenoiser, CaptionEmbedder, TimestepEmbedder
 from .patchify import PatchEmbed, patch_tokens, unpatchify
-from .rope import check_position, layer_angles, rotary_for
+from .rope import check_position, layer_angles, rotary_for, with_unrotated
 
 CONDITIONINGS = ("in_context", "cross_attention", "adaln", "adaln_zero")
 
@@ -164,8 +164,8 @@ class DiT(CaptionDenoiser):
             seq = torch.cat([tokens, context], dim=1)  # (B, N + 1 + L, D); padding is masked out of attention
             seq_mask = torch.cat([torch.ones_like(context_mask[:, :1]).expand(-1, n), context_mask], dim=1)
             for block, rope in zip(self.blocks, angles):
-                if rope is not None:  # condition tokens have no grid position: angle 0, the rotation 1
-                    rope = torch.cat([rope, rope.new_ones(*rope.shape[:-2], seq.shape[1] - n, rope.shape[-1])], -2)
+                if rope is not None:  # condition tokens have no grid position: they are not rotated
+                    rope = with_unrotated(rope, seq.shape[1] - n)
                 seq = block(seq, rope, seq_mask)
             tokens = seq[:, :n]  # drop the condition tokens
         out = self.final_layer(tokens, c_vec)  # (B, N, p*p*C)

@@ -6,6 +6,7 @@ SD3 and Flux run time the other way (t = 1 is noise); only the sign conventions 
 """
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -144,6 +145,17 @@ def heun_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_con
     return torch.stack(trajectory) if return_trajectory else x
 
 
+@contextmanager
+def evaluating(model):
+    """Run a block with `model` in eval mode, then give it back the train/eval mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def caption_batch(model, captions: list, seed: int = 0, latent_size: int = None) -> tuple:
     """What sampling `captions` with caption-conditional `model` starts from: noise (B, C, s, s) drawn from `seed`
     on the CPU (the same bytes on every device) and the captions' (ids, mask), each (B, max_len). C, max_len and the
@@ -164,13 +176,9 @@ def sample_trajectory(model, captions: list, steps: int = 25, cfg_scale: float =
     noise, (ids, mask) = caption_batch(model, captions, seed, latent_size)
     device = next(model.parameters()).device
     null = model.null_condition() if cfg_scale != 1.0 else None
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return euler_sample(model, noise.to(device), (ids.to(device), mask.to(device)), steps, null, cfg_scale,
                             return_trajectory=True)
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -182,16 +190,12 @@ def generate(model, captions: list, vae=None, steps: int = 25, cfg_scale: float 
     vae = vae or load_vae()
     device, vae_device = next(model.parameters()).device, next(vae.parameters()).device
     null = model.null_condition() if cfg_scale != 1.0 else None
-    was_training = model.training
-    model.eval()
     images = []
-    try:
+    with evaluating(model):
         for i in range(0, len(captions), batch_size):
             cond = (ids[i : i + batch_size].to(device), mask[i : i + batch_size].to(device))
             latents = euler_sample(model, noise[i : i + batch_size].to(device), cond, steps, null, cfg_scale)
             images.append(vae.decode(latents.float().to(vae_device)).cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(images)
 
 

@@ -17,7 +17,7 @@ from .adaln import FinalLayer, Modulation, gated_residual, modulate
 from .attention import Mlp, RMSNorm, ViTBlock, block_macs, check_heads
 from .embeddings import VOCAB_SIZE, CaptionDenoiser, TimestepEmbedder
 from .patchify import PatchEmbed, patch_tokens, unpatchify
-from .rope import apply_rope, check_position, layer_angles, rotary_for, rotations
+from .rope import apply_rope, check_position, layer_angles, rotary_for, with_unrotated
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,7 @@ class JointAttention(nn.Module):
         if isinstance(self.q_norm_x, RMSNorm):
             qk = F.rms_norm(qk, qk.shape[-1:], eps=self.q_norm_x.eps) * self.qk_gains(n, m)
         if rope is not None:  # positions on the patch grid; text tokens are not rotated (angle 0)
-            turn = rope if rope.is_complex() else rotations(rope)  # (..., N, d/2)
-            qk = apply_rope(qk, torch.cat([turn, turn.new_ones(*turn.shape[:-2], m, turn.shape[-1])], dim=-2))
+            qk = apply_rope(qk, with_unrotated(rope, m))
         keys = torch.cat([mask.new_ones(x.shape[0], n), mask], dim=1)  # (B, N + M)
         q, k = qk.unbind(0)  # (B, h, N + M, d) each
         return q, k, v, keys

@@ -32,6 +32,13 @@ def rotations(angles: torch.Tensor) -> torch.Tensor:
     return torch.polar(torch.ones_like(angles), angles)
 
 
+def with_unrotated(angles: torch.Tensor, extra: int) -> torch.Tensor:
+    """Rotations for N tokens on the grid (angles (..., N, d/2), real or complex), then `extra` tokens without a
+    grid position (caption or condition tokens), which turn by angle 0: (..., N + extra, d/2) complex."""
+    turns = angles if angles.is_complex() else rotations(angles)
+    return torch.cat([turns, turns.new_ones(*turns.shape[:-2], extra, turns.shape[-1])], dim=-2)
+
+
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs of x (..., N, d) by angles (..., N, d/2), broadcast over leading axes.
 

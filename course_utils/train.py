@@ -235,9 +235,8 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
     latents, cond, null_cond = latents.to(device), _to(cond, device), _to(null_cond, device)
     weights = None if sample_weights is None else sample_weights.to(device, torch.float)
     gen = torch.Generator(device=device).manual_seed(config.seed)
-    fused = device.type in ("cuda", "cpu")
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99),
-                            fused=fused or None)
+                            fused=device.type in ("cuda", "cpu") or None)  # None: the default where not fused
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, config.warmup, config.lr_decay))
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay is not None else None
     params, ema_params = list(model.parameters()), [] if ema is None else list(ema.parameters())

@@ -99,7 +99,7 @@ def test_half_precision_checkpoints_load_as_float32(tmp_path):
 
 
 def test_every_shipped_name_loads_its_registered_class():
-    for name, (file, builder, _) in checkpoint.SHIPPED.items():
+    for name, (file, builder) in checkpoint.SHIPPED.items():
         model = load_model(name)
         assert checkpoint.builder_name(model) == builder, name
         assert file in checkpoint.shipped_sums()

@@ -19,6 +19,7 @@ from course_utils.rope import (
     mixed_frequencies,
     rope_angles_1d,
     rope_frequencies,
+    with_unrotated,
 )
 
 
@@ -185,3 +186,13 @@ def test_rope_dit_learns_nothing_extra_for_axial_and_one_direction_set_per_layer
     assert len(angles) == 4 and not torch.equal(angles[0], angles[1])
     with pytest.raises(ValueError, match="pos must be one of"):
         dit_tiny(pos="learned")
+
+
+def test_tokens_without_a_grid_position_are_not_rotated():
+    angles = torch.randn(6, 4)  # 6 positioned tokens, 4 pairs
+    turns = with_unrotated(angles, 3)
+    assert turns.shape == (6 + 3, 4) and turns.is_complex()
+    x = torch.randn(2, 9, 8)
+    rotated = apply_rope(x, turns)
+    assert torch.equal(rotated[:, 6:], x[:, 6:])  # the 3 extra tokens pass unchanged
+    assert torch.allclose(rotated[:, :6], apply_rope(x[:, :6], angles), atol=1e-6)
