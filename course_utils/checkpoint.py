@@ -2,8 +2,10 @@
 
 A checkpoint is a plain dict {"state_dict", "config", "step", "builder"} saved with torch.save and loaded with
 ``torch.load(..., weights_only=True)``. "builder" names the model class by dotted path ("course_utils.dit.DiT"); it is
-imported on load and rebuilt with `Class.from_config(config)`, so this module imports no model. Shipped files are
-listed in data/SHA256SUMS (the format of ``sha256sum``, so ``cd data && sha256sum -c SHA256SUMS`` checks them too).
+imported on load and rebuilt with `Class.from_config(config)`, so this module imports no model. A denoiser's
+checkpoint also holds "vae_sha256", the VAE its latents came from; `load_model` refuses it while data/SHA256SUMS lists
+another VAE. Shipped files are listed in data/SHA256SUMS (the format of ``sha256sum``, so
+``cd data && sha256sum -c SHA256SUMS`` checks them too).
 """
 
 import dataclasses
@@ -54,10 +56,14 @@ def write_atomic(path, write) -> None:
             os.remove(tmp)
 
 
-def save_checkpoint(path, state_dict: dict, config: dict, step: int = 0, builder: str = None) -> str:
-    """Save {"state_dict", "config", "step", "builder"} atomically; returns the file's sha256."""
+def save_checkpoint(path, state_dict: dict, config: dict, step: int = 0, builder: str = None,
+                    vae_sha256: str = None) -> str:
+    """Save {"state_dict", "config", "step", "builder"} (and "vae_sha256" if given) atomically; returns the file's
+    sha256."""
     payload = {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "config": config, "step": step,
                "builder": builder}
+    if vae_sha256 is not None:
+        payload["vae_sha256"] = check_sha256(vae_sha256, "vae_sha256")
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
     return sha256_file(path)
 
@@ -67,13 +73,45 @@ def builder_name(model: torch.nn.Module) -> str:
     return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
-def save_model(path, model: torch.nn.Module, step: int = 0, half: bool = False) -> str:
+def save_model(path, model: torch.nn.Module, step: int = 0, half: bool = False, vae_sha256: str = None) -> str:
     """Save a course model (one with `config` and `from_config`) so that `load_model(path)` rebuilds it; returns
-    the sha256. half: store floating-point weights as float16 (half the file; loading casts them back to float32)."""
+    the sha256. half: store floating-point weights as float16 (half the file; loading casts them back to float32).
+    vae_sha256: for a denoiser, the sha256 of the VAE its latents came from (`shipped_vae_sha256()`)."""
     config = model.config
     config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
-    return save_checkpoint(path, state, config, step, builder_name(model))
+    return save_checkpoint(path, state, config, step, builder_name(model), vae_sha256)
+
+
+def check_sha256(digest, name: str) -> str:
+    """digest if it is a sha256 in hex (64 lowercase hex digits), else a ValueError naming `name`."""
+    if not isinstance(digest, str) or len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+        raise ValueError(f"{name} must be a sha256 (64 lowercase hex digits, as sha256sum prints), got {digest!r:.80}.")
+    return digest
+
+
+def shipped_vae_sha256() -> str:
+    """The sha256 of the VAE in data/ (its line in data/SHA256SUMS): what a denoiser trained now records."""
+    digest = shipped_sums().get(SHIPPED["vae"][0])
+    if digest is None:
+        raise FileNotFoundError(f"{SUMS_FILE} lists no {SHIPPED['vae'][0]}, so the VAE a denoiser depends on cannot "
+                                "be named; restore it with `git checkout -- data/vae.pt data/SHA256SUMS`.")
+    return digest
+
+
+def check_vae(ckpt: dict, source) -> None:
+    """Refuse a denoiser checkpoint trained on another VAE than the one data/SHA256SUMS lists (its latents would
+    mean nothing to this VAE). A checkpoint that records no VAE (older runs) is not checked."""
+    expected = ckpt.get("vae_sha256")
+    if expected is None:
+        return
+    current = shipped_sums().get(SHIPPED["vae"][0])
+    if current != expected:
+        raise ValueError(
+            f"checkpoint {source} was trained on the VAE with sha256 {expected}, but {SUMS_FILE} lists "
+            f"{'no vae.pt' if current is None else f'vae.pt with sha256 {current}'}; its latents would decode to "
+            "garbage. Restore the shipped VAE with `git checkout -- data/vae.pt data/SHA256SUMS`, or retrain this "
+            "denoiser on the current VAE (python -m course_utils.retrain NAME).")
 
 
 def _build(builder: str, config: dict, source) -> torch.nn.Module:
@@ -98,6 +136,7 @@ def load_model(name_or_path, device="cpu") -> torch.nn.Module:
     else:
         raise ValueError(f"load_model takes a shipped model name ({', '.join(SHIPPED)}) or the path of a .pt "
                          f"checkpoint, got {name_or_path!r}.")
+    check_vae(ckpt, name_or_path)
     model = _build(ckpt.get("builder"), ckpt["config"], name_or_path)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     return model.eval().to(device)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import SHIPPED, load_model, register_shipped, save_model
+from .checkpoint import SHIPPED, load_model, register_shipped, save_model, shipped_vae_sha256
 from .config import DATA_DIR, REPO_DIR, get_device
 from .dit import dit_small
 from .judge import attribute_accuracy, train_judge
@@ -108,7 +108,9 @@ def run(name: str, steps: int, seed: int, out: Path, batch_size: int = None, com
     """Train NAME into out/NAME.pt (resume: go on from out/snapshot.pt); returns (report, model)."""
     start = time.time()
     report = {"name": name, "steps": steps, "seed": seed, "device": str(get_device())}
+    vae_sha256 = None
     if name in RECIPES:
+        vae_sha256 = shipped_vae_sha256()  # the VAE whose latents it trains on, recorded in its checkpoint
         config = denoiser_run(name, steps, seed, batch_size, compile, lr=lr)
         report.update(steps=config.steps, batch_size=config.batch_size, lr=config.lr)
         snapshot = out / "snapshot.pt"
@@ -117,18 +119,19 @@ def run(name: str, steps: int, seed: int, out: Path, batch_size: int = None, com
         report["checks"] = {"finite": math.isfinite(report["val_loss"])}
         half = True
     elif name == "vae":
-        model = train_vae(steps=steps, seed=seed)
+        model = train_vae(steps=steps, seed=seed, **({} if lr is None else {"lr": lr}))
         report["psnr_32"] = reconstruction_psnr(model, size=32)
         report["checks"] = {"finite": math.isfinite(report["psnr_32"])}
         half = False
     elif name == "judge":
-        model = train_judge(steps=steps, seed=seed)
+        model = train_judge(steps=steps, seed=seed, **({} if lr is None else {"lr": lr}))
         report["accuracy_32"] = attribute_accuracy(model, size=32)
         report["checks"] = {"finite": all(math.isfinite(v) for v in report["accuracy_32"].values())}
         half = False
     report["checks"]["trained"] = report["steps"] >= 1
     report["seconds"] = round(time.time() - start, 1)
-    report["sha256"] = save_model(out / SHIPPED[name][0], model, step=report["steps"], half=half)
+    report["sha256"] = save_model(out / SHIPPED[name][0], model, step=report["steps"], half=half,
+                                  vae_sha256=vae_sha256)
     return report, model
 
 
@@ -139,7 +142,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="denoisers: batch size; the lr scales by the square-root rule (default: the recipe's)")
-    parser.add_argument("--lr", type=float, default=None, help="denoisers: peak learning rate (default: the recipe's)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--compile", action="store_true", help="denoisers: torch.compile the model")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: a new folder under runs/)")
     parser.add_argument("--resume", type=Path, default=None, metavar="DIR",
@@ -151,8 +154,8 @@ def main(argv=None):
         parser.error(f"--steps must be at least 1, got {args.steps}.")
     if args.batch_size is not None and (args.name not in RECIPES or args.batch_size < 1):
         parser.error(f"--batch-size takes a positive batch for a denoiser ({', '.join(RECIPES)}).")
-    if args.lr is not None and (args.name not in RECIPES or not args.lr > 0):
-        parser.error(f"--lr takes a positive learning rate for a denoiser ({', '.join(RECIPES)}).")
+    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
+        parser.error(f"--lr must be a positive, finite learning rate, got {args.lr}.")
     if args.resume is not None:
         if args.name not in RECIPES or not (args.resume / "run.json").is_file():
             parser.error(f"--resume takes the folder of a cut-off denoiser run (with run.json), got {args.resume}.")

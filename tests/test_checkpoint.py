@@ -121,3 +121,43 @@ def test_a_missing_or_malformed_checksum_file_says_so(tmp_path, monkeypatch):
     (tmp_path / "SHA256SUMS").write_text(f"{'a' * 64}  vae.pt\nnot a checksum line\n")
     with pytest.raises(ValueError, match="line 2 is not '<sha256>  <file>'"):
         load_shipped("vae.pt")
+
+
+def test_shipped_denoisers_record_the_shipped_vae():
+    vae = checkpoint.shipped_vae_sha256()
+    assert vae == sha256_file(checkpoint.DATA_DIR / "vae.pt")
+    for name in ("unet", "dit", "mmdit"):
+        assert load_shipped(f"{name}.pt")["vae_sha256"] == vae, name
+
+
+def test_a_denoiser_trained_on_the_shipped_vae_loads(tmp_path):
+    model = dit_tiny("cross_attention", depth=1)
+    save_model(tmp_path / "dit.pt", model, vae_sha256=checkpoint.shipped_vae_sha256())
+    assert load_checkpoint(tmp_path / "dit.pt")["vae_sha256"] == checkpoint.shipped_vae_sha256()
+    assert isinstance(load_model(tmp_path / "dit.pt"), DiT)
+    save_model(tmp_path / "old.pt", model)  # an older run's checkpoint records no VAE: it loads unchecked
+    assert "vae_sha256" not in load_checkpoint(tmp_path / "old.pt") and isinstance(load_model(tmp_path / "old.pt"), DiT)
+
+
+def test_a_denoiser_trained_on_another_vae_is_refused_with_the_vae_it_expects(tmp_path):
+    other = "ab" * 32
+    save_model(tmp_path / "dit.pt", dit_tiny("cross_attention", depth=1), vae_sha256=other)
+    with pytest.raises(ValueError, match=f"trained on the VAE with sha256 {other}.*git checkout -- data/vae.pt"):
+        load_model(tmp_path / "dit.pt")
+    with pytest.raises(ValueError, match="vae_sha256 must be a sha256"):
+        save_model(tmp_path / "bad.pt", dit_tiny("cross_attention", depth=1), vae_sha256="not a digest")
+
+
+def test_a_shipped_denoiser_is_refused_once_data_holds_another_vae(tmp_path, monkeypatch):
+    """A copy of data/ whose SHA256SUMS names another vae.pt (as after a retrain --install of the VAE alone)."""
+    import shutil
+
+    shutil.copy(checkpoint.DATA_DIR / "unet.pt", tmp_path / "unet.pt")
+    sums = checkpoint.shipped_sums()
+    shipped_vae, sums["vae.pt"] = sums["vae.pt"], "0" * 64
+    (tmp_path / "SHA256SUMS").write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
+    monkeypatch.setattr(checkpoint, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint, "SUMS_FILE", tmp_path / "SHA256SUMS")
+    with pytest.raises(ValueError, match=f"unet was trained on the VAE with sha256 {shipped_vae}.*lists vae.pt with "
+                                         f"sha256 {'0' * 64}.*retrain"):
+        load_model("unet")
