@@ -114,3 +114,20 @@ def test_a_diverging_run_stops_and_installs_nothing(data_copy, tmp_path):
     assert run.returncode != 0 and "FloatingPointError: the training loss is not finite by step" in run.stderr
     assert {p.name: sha256_file(p) for p in data_copy.iterdir()} == before
     assert not (tmp_path / "out" / "unet.pt").exists()
+
+
+@pytest.mark.parametrize("name,who", [("vae", "the VAE's"), ("judge", "the judge's")])
+def test_a_diverging_vae_or_judge_run_stops_and_leaves_data_byte_identical(data_copy, tmp_path, name, who):
+    """An absurd --lr: the loss is non-finite by the last of 2 steps (the loops look at step 0, every 50 and the last)."""
+    before = {p.name: sha256_file(p) for p in data_copy.iterdir()}
+    run = retrain(name, "--steps", "2", "--lr", "1e30", "--out", str(tmp_path / "out"), "--install", data=data_copy)
+    assert run.returncode != 0
+    assert f"FloatingPointError: {who} training loss is not finite at step 1; lower lr=1e+30" in run.stderr
+    assert {p.name: sha256_file(p) for p in data_copy.iterdir()} == before
+    assert not (tmp_path / "out" / f"{name}.pt").exists()
+
+
+def test_lr_must_be_positive_and_finite(data_copy):
+    for lr in ("-1", "inf"):
+        run = retrain("judge", "--steps", "2", "--lr", lr, data=data_copy)
+        assert run.returncode == 2 and "--lr must be a positive, finite learning rate" in run.stderr, lr
