@@ -86,12 +86,19 @@ class AdaLNZeroBlock(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    """The DiT's output layer: adaLN on the condition, then one linear map per token. (B, N, D) -> (B, N, out_dim)."""
+    """The DiT's output layer: a final layer norm, then one linear map per token. (B, N, D) -> (B, N, out_dim).
 
-    def __init__(self, dim: int, out_dim: int, cond_dim: int):
+    The norm is adaptive (adaLN on c (B, cond_dim)) in a modulated model; with cond_dim=None it is a plain LayerNorm
+    and c must be None: the DiT paper's in-context and cross-attention models carry the condition in their tokens.
+    """
+
+    def __init__(self, dim: int, out_dim: int, cond_dim: int = None):
         super().__init__()
-        self.norm = AdaLN(dim, cond_dim)
+        self.adaptive = cond_dim is not None
+        self.norm = AdaLN(dim, cond_dim) if self.adaptive else nn.LayerNorm(dim, eps=1e-6)
         self.linear = nn.Linear(dim, out_dim)
 
-    def forward(self, x, c):
-        return self.linear(self.norm(x, c))
+    def forward(self, x, c=None):
+        if self.adaptive != (c is not None):
+            raise ValueError(f"this FinalLayer is {'adaptive: pass c' if self.adaptive else 'plain: pass no c'}.")
+        return self.linear(self.norm(x, c) if self.adaptive else self.norm(x))

@@ -69,7 +69,9 @@ class DiT(CaptionDenoiser):
 
     conditioning: "in_context" (time and caption word tokens appended to the sequence), "cross_attention"
     (patches attend to time + caption tokens in every block), "adaln" or "adaln_zero" (c = time + pooled
-    caption modulates every block). All four end in the same adaLN final layer on c.
+    caption modulates every block). Each uses its own mechanism in the final layer too, as in the DiT paper: an
+    adaLN final layer on c for the two modulated variants, a plain LayerNorm for the two whose tokens carry the
+    condition (so those read no pooled caption vector at all).
     pos: "absolute" (2D sine-cosine added to the tokens), "rope_axial" or "rope_mixed" (2D RoPE in every
     self-attention; mixed learns its frequencies per layer and head), or "none".
     """
@@ -83,23 +85,25 @@ class DiT(CaptionDenoiser):
         self.x_embedder = PatchEmbed(config.patch_size, config.in_channels, dim)
         self.rope = rotary_for(config.pos, dim // heads, heads, depth)
         self.t_embedder = TimestepEmbedder(dim)
-        self.c_embedder = CaptionEmbedder(config.vocab_size, config.max_len, dim)
-        if config.conditioning in ("adaln", "adaln_zero"):
+        self.modulated = config.conditioning in ("adaln", "adaln_zero")
+        self.c_embedder = CaptionEmbedder(config.vocab_size, config.max_len, dim, pooled=self.modulated)
+        if self.modulated:
             gated = config.conditioning == "adaln_zero"
             self.blocks = nn.ModuleList([AdaLNZeroBlock(dim, heads, dim, gated, ratio) for _ in range(depth)])
         else:  # the condition as a sequence of tokens: the time token and the caption's words
             self.word_proj = nn.Linear(self.c_embedder.word.embedding_dim, dim)
             block = CrossAttentionBlock if config.conditioning == "cross_attention" else ViTBlock
             self.blocks = nn.ModuleList([block(dim, heads, ratio) for _ in range(depth)])
-        self.final_layer = FinalLayer(dim, config.patch_size**2 * config.in_channels, dim)
+        self.final_layer = FinalLayer(dim, config.patch_size**2 * config.in_channels, dim if self.modulated else None)
         self.initialize_weights()
 
     def initialize_weights(self):
         # Zero-out the output layer: the untrained DiT predicts v = 0.
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
-        nn.init.zeros_(self.final_layer.norm.modulation.lin.weight)
-        nn.init.zeros_(self.final_layer.norm.modulation.lin.bias)
+        if self.modulated:
+            nn.init.zeros_(self.final_layer.norm.modulation.lin.weight)
+            nn.init.zeros_(self.final_layer.norm.modulation.lin.bias)
         if self.config.conditioning == "adaln_zero":
             # Zero-out adaLN modulation layers: every gate is 0, so every block starts as the identity.
             for block in self.blocks:
@@ -139,7 +143,7 @@ class DiT(CaptionDenoiser):
         return self.blocks[block].modulation(self.condition(t, cond))
 
     def _check_modulated(self, what: str):
-        if self.config.conditioning not in ("adaln", "adaln_zero"):
+        if not self.modulated:
             raise ValueError(f"DiT.{what} reads an adaLN block; this DiT's conditioning is "
                              f"{self.config.conditioning!r} (use 'adaln' or 'adaln_zero').")
 
@@ -150,8 +154,8 @@ class DiT(CaptionDenoiser):
         c, h, w = x.shape[1:]
         p = self.config.patch_size
         ids, mask = cond
-        c_vec = self.condition(t, cond)  # (B, D)
-        if self.config.conditioning in ("adaln", "adaln_zero"):
+        c_vec = self.condition(t, cond) if self.modulated else None  # (B, D): time + pooled caption
+        if self.modulated:
             for block, rope in zip(self.blocks, angles):
                 tokens = block(tokens, c_vec, rope)
         elif self.config.conditioning == "cross_attention":
@@ -168,7 +172,7 @@ class DiT(CaptionDenoiser):
                     rope = with_unrotated(rope, seq.shape[1] - n)
                 seq = block(seq, rope, seq_mask)
             tokens = seq[:, :n]  # drop the condition tokens
-        out = self.final_layer(tokens, c_vec)  # (B, N, p*p*C)
+        out = self.final_layer(tokens, c_vec)  # (B, N, p*p*C); c_vec None: a plain LayerNorm
         return unpatchify(out, p, h // p, w // p, c)  # (B, C, H, W)
 
     def gflops(self) -> float:
@@ -179,7 +183,7 @@ class DiT(CaptionDenoiser):
             n += 1 + cfg.max_len
         context = 1 + cfg.max_len if cfg.conditioning == "cross_attention" else 0
         per_block = block_macs(n, cfg.dim, cfg.mlp_ratio, context)
-        if cfg.conditioning in ("adaln", "adaln_zero"):
+        if self.modulated:
             per_block += cfg.dim * self.blocks[0].modulation.lin.out_features
         return len(self.blocks) * per_block / 1e9
 

@@ -44,12 +44,13 @@ class CaptionEmbedder(nn.Module):
     branch of classifier-free guidance.
     """
 
-    def __init__(self, vocab_size: int, max_len: int, hidden: int, word_dim: int = 64):
+    def __init__(self, vocab_size: int, max_len: int, hidden: int, word_dim: int = 64, pooled: bool = True):
         super().__init__()
         self.word = nn.Embedding(vocab_size, word_dim, padding_idx=0)
         self.position = nn.Parameter(torch.zeros(1, max_len, word_dim))
-        self.pool = nn.Sequential(nn.Linear(max_len * word_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        self.null = nn.Parameter(torch.zeros(hidden))
+        if pooled:  # pooled=False: word tokens only, for a model that never reads a caption vector
+            self.pool = nn.Sequential(nn.Linear(max_len * word_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+            self.null = nn.Parameter(torch.zeros(hidden))
         nn.init.normal_(self.position, std=0.02)
         nn.init.normal_(self.word.weight, std=0.02)
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from flops import math_attention
@@ -58,6 +59,13 @@ def test_final_layer_is_adaln_then_a_linear_map_per_token():
     layer = FinalLayer(16, 12, 8)
     x, c = torch.randn(2, 5, 16), torch.randn(2, 8)
     assert torch.equal(layer(x, c), layer.linear(layer.norm(x, c))) and layer(x, c).shape == (2, 5, 12)
+    plain = FinalLayer(16, 12)  # the token-conditioned DiTs' final layer: LayerNorm, then linear
+    assert torch.allclose(plain(x), plain.linear(F.layer_norm(x, (16,), plain.norm.weight,
+                                                                              plain.norm.bias, 1e-6)))
+    with pytest.raises(ValueError, match="plain: pass no c"):
+        plain(x, c)
+    with pytest.raises(ValueError, match="adaptive: pass c"):
+        layer(x)
 
 
 def test_adaln_zero_block_macs_match_the_flop_counter():

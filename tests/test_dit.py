@@ -59,6 +59,25 @@ def test_only_the_sequence_variants_have_word_tokens():
     assert hasattr(dit_tiny("in_context"), "word_proj") and hasattr(dit_tiny("cross_attention"), "word_proj")
 
 
+def test_each_variant_uses_its_own_mechanism_in_the_final_layer_too():
+    for conditioning in CONDITIONINGS:
+        model = dit_tiny(conditioning)
+        modulated = conditioning in ("adaln", "adaln_zero")
+        assert model.final_layer.adaptive == modulated, conditioning
+        assert isinstance(model.final_layer.norm, torch.nn.LayerNorm) != modulated, conditioning
+        # the token variants read no pooled caption vector, so they carry none
+        assert hasattr(model.c_embedder, "pool") == modulated, conditioning
+    # the in-context output depends on the caption only through the tokens: the word tokens zeroed, it ignores it
+    model = dit_tiny("in_context")
+    torch.nn.init.normal_(model.final_layer.linear.weight)
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    with torch.no_grad():
+        model.word_proj.weight.zero_(), model.word_proj.bias.zero_()
+        a = model(x, t, captions("a red circle", "a red circle"))
+        b = model(x, t, captions("a blue square", "a blue square"))
+    assert torch.allclose(a, b, atol=1e-6)
+
+
 @pytest.mark.parametrize("conditioning", CONDITIONINGS)
 def test_every_variant_keeps_the_shape_and_learns_to_use_the_caption(conditioning):
     torch.manual_seed(0)
