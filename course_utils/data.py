@@ -183,6 +183,26 @@ def _render(records: list, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(np.rint(canvas).astype(np.uint8).transpose(0, 3, 1, 2))
 
 
+def check_count(name: str, value, what: str = "images") -> int:
+    """value as an int if it is a positive whole number, else a ValueError naming the argument."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer number of {what}, got {value!r}.")
+    return int(value)
+
+
+def check_size(size, name: str = "size") -> int:
+    """size as an int if it is an image side the course draws (a positive multiple of 16), else a ValueError."""
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 16 or size % 16:
+        raise ValueError(f"{name} must be a positive multiple of 16 (e.g. 32 or 64), got {size!r}.")
+    return int(size)
+
+
+def check_mode(mode, modes: tuple = MODES + ("mixed",)) -> str:
+    if not isinstance(mode, str) or mode not in modes:
+        raise ValueError(f"mode must be one of {modes}, got {mode!r}.")
+    return mode
+
+
 def render_shapes(n: int, seed: int, size: int = 32, mode: str = "mixed") -> Shapes:
     """Generate n captioned Shapes images, deterministically from `seed`.
 
@@ -191,15 +211,10 @@ def render_shapes(n: int, seed: int, size: int = 32, mode: str = "mixed") -> Sha
     size: image side in pixels, a multiple of 16 (32 or 64 in the course); objects keep their pixel
           size, so a larger image has more room, not larger shapes.
     """
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer number of images, got {n!r}.")
-    if not isinstance(size, (int, np.integer)) or size < 16 or size % 16:
-        raise ValueError(f"size must be a positive multiple of 16 (e.g. 32 or 64), got {size!r}.")
-    if mode not in MODES + ("mixed",):
-        raise ValueError(f"mode must be one of {MODES + ('mixed',)}, got {mode!r}.")
+    n, size, mode = check_count("n", n), check_size(size), check_mode(mode)
     rng = np.random.default_rng(seed)
-    records = _sample_scenes(rng, int(n), mode)
-    images = torch.from_numpy(_render(records, int(size), rng))
+    records = _sample_scenes(rng, n, mode)
+    images = torch.from_numpy(_render(records, size, rng))
     return Shapes(images, [caption_for(rec) for rec in records], records)
 
 

@@ -6,6 +6,7 @@ SD3 and Flux run time the other way (t = 1 is noise); only the sign conventions 
 """
 
 import math
+import numbers
 from contextlib import contextmanager
 
 import torch
@@ -22,8 +23,26 @@ def _per_sample(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.view(-1, *([1] * (x.ndim - 1)))
 
 
+def _shape(x) -> str:
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def check_batch(x, t=None, name: str = "x", t_name: str = "t") -> None:
+    """x a float tensor (B, ...) and t, if given, a float tensor (B,): one time per sample of x."""
+    if not isinstance(x, torch.Tensor) or x.ndim < 1 or not x.is_floating_point():
+        got = f"{_shape(x)} of {x.dtype}" if isinstance(x, torch.Tensor) else _shape(x)
+        raise ValueError(f"{name} must be a float tensor (B, ...), got {got}.")
+    if t is not None and (not isinstance(t, torch.Tensor) or t.shape != x.shape[:1] or not t.is_floating_point()):
+        got = f"{_shape(t)} of {t.dtype}" if isinstance(t, torch.Tensor) else _shape(t)
+        raise ValueError(f"{t_name} must be a float tensor ({x.shape[0]},), one time per sample of {name} "
+                         f"{tuple(x.shape)}, got {got}.")
+
+
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """x_t = (1 - t) x0 + t x1 for t of shape (B,)."""
+    """x_t = (1 - t) x0 + t x1 for x0, x1 (B, ...) of one shape and t of shape (B,)."""
+    check_batch(x1, t, "x1")
+    if not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
+        raise ValueError(f"x0 (noise) must have the shape of x1 {tuple(x1.shape)}, got {_shape(x0)}.")
     t = _per_sample(t, x1)
     return (1 - t) * x0 + t * x1
 
@@ -40,8 +59,8 @@ def clean_estimate(x: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.T
 
 def time_grid(steps: int, device=None) -> torch.Tensor:
     """(steps + 1,) equally spaced times from 0 (noise) to 1 (data): the samplers' steps."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}.")
+    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be at least 1 (a whole number of sampler steps), got {steps!r}.")
     return torch.linspace(0, 1, steps + 1, device=device)
 
 
@@ -64,7 +83,8 @@ def sample_timesteps(n: int, schedule: str = "uniform", generator: torch.Generat
 
 def flow_matching_loss(model, x1: torch.Tensor, cond=None, generator: torch.Generator = None,
                        schedule: str = "uniform") -> torch.Tensor:
-    """E_t,x0 || model(x_t, t, cond) - (x1 - x0) ||^2 (mean over all elements)."""
+    """E_t,x0 || model(x_t, t, cond) - (x1 - x0) ||^2 (mean over all elements); x1: data latents (B, ...)."""
+    check_batch(x1, name="x1")
     x0 = _random(torch.randn, x1.shape, generator, x1.device)
     t = sample_timesteps(x1.shape[0], schedule, generator, device=x1.device)
     return F.mse_loss(model(interpolate(x0, x1, t), t, cond).float(), velocity_target(x0, x1).float())
@@ -103,8 +123,33 @@ def guided_velocity(model, x: torch.Tensor, t: torch.Tensor, cond=None, null_con
         return v
     if null_cond is None:
         raise ValueError(f"cfg_scale={cfg_scale} needs a null condition (null_cond) to guide against.")
+    check_null_condition(null_cond, cond, x.shape[0])
     v_null = model(x, t, _expand(null_cond, x.shape[0]))
     return v_null + cfg_scale * (v - v_null)
+
+
+def check_null_condition(null_cond, cond, batch: int) -> None:
+    """null_cond has cond's structure (a tensor, or a tuple of as many tensors) with batch 1 or `batch`, each part
+    the shape of cond's after the batch and of its dtype (model.null_condition() gives one)."""
+    if cond is None:
+        raise ValueError("guidance against null_cond needs a condition (cond) to guide towards, got cond=None.")
+    parts = cond if isinstance(cond, (tuple, list)) else (cond,)
+    nulls = null_cond if isinstance(null_cond, (tuple, list)) else (null_cond,)
+    want = " and ".join(f"(1, {', '.join(map(str, c.shape[1:]))}) {c.dtype}" if isinstance(c, torch.Tensor) else "?"
+                        for c in parts)
+    ok = len(nulls) == len(parts) and all(
+        isinstance(n, torch.Tensor) and isinstance(c, torch.Tensor) and n.ndim == c.ndim and n.shape[0] in (1, batch)
+        and n.shape[1:] == c.shape[1:] and n.dtype == c.dtype for n, c in zip(nulls, parts))
+    if not ok:
+        got = " and ".join(f"{_shape(n)} {getattr(n, 'dtype', '')}".strip() for n in nulls)
+        raise ValueError(f"null_cond must be like cond with batch 1, {want} (model.null_condition() gives it), "
+                         f"got {got}.")
+
+
+def check_noise(noise) -> None:
+    if not isinstance(noise, torch.Tensor) or noise.ndim < 1 or not noise.is_floating_point():
+        got = f"{_shape(noise)} of {noise.dtype}" if isinstance(noise, torch.Tensor) else _shape(noise)
+        raise ValueError(f"noise must be a float tensor (B, ...) drawn from N(0, I), got {got}.")
 
 
 def _expand(cond, n: int):
@@ -120,6 +165,7 @@ def euler_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_co
 
     Returns the final x (B, ...) or, with return_trajectory, a tensor (steps + 1, B, ...) of every x_t.
     """
+    check_noise(noise)
     x, trajectory = noise, [noise]
     times = time_grid(steps, noise.device)
     for t0, t1 in zip(times[:-1], times[1:]):
@@ -133,6 +179,7 @@ def euler_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_co
 def heun_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_cond=None,
                 cfg_scale: float = 1.0, return_trajectory: bool = False):
     """Heun's second-order method: an Euler predictor, then the average of the two slopes (2 calls a step)."""
+    check_noise(noise)
     x, trajectory = noise, [noise]
     times = time_grid(steps, noise.device)
     for t0, t1 in zip(times[:-1], times[1:]):

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_model
 from .config import SEEDS, stream_seed
-from .data import COLOURS, SHAPES, SIZES, float_images, render_shapes, to_float
+from .data import COLOURS, SHAPES, SIZES, check_count, check_size, float_images, render_shapes, to_float
 from .vae import load_vae
 
 JUDGE_CONFIG = {"width": 48}
@@ -131,7 +131,9 @@ def scene_objects(scenes: dict, i: int) -> list:
 
 
 def attribute_accuracy(judge: Judge, n: int = 1000, size: int = 32, seed: int = SEEDS["judge_test"]) -> dict:
-    """Per-attribute accuracy of the judge on fresh real images (every object: present, shape, colour, size, cell)."""
+    """Per-attribute accuracy of the judge on fresh real images (every object: present, shape, colour, size, cell).
+    n: how many images; size: their side, a multiple of 16."""
+    n, size = check_count("n", n), check_size(size)
     batch = render_shapes(n, seed=seed, size=size, mode="mixed")
     scenes = read_scenes(judge, batch.images)
     hits = {name: 0 for name in ("present", *ATTRIBUTES)}

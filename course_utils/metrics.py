@@ -5,7 +5,7 @@ pair consistency, the Frechet distance of judge features, and `evaluate`, which 
 import torch
 
 from .config import SEEDS
-from .data import float_images, relation_holds, render_shapes
+from .data import MODES, check_count, check_mode, check_size, float_images, relation_holds, render_shapes
 from .flow import generate
 from .judge import ATTRIBUTES, Judge, load_judge, read_scenes, scene_objects
 
@@ -106,8 +106,10 @@ def evaluate(model, n: int = 500, mode: str = "single", steps: int = 25, cfg_sca
     Returns {"adherence", "frechet", "pair_consistency" (pair mode only), "images", "captions", "records",
     "scenes" (the judge's reading of the images, for two_object_funnel)}.
     The captions come from seed SEEDS["eval_prompts"] + seed, never used in training; the Frechet distance is
-    against n real images of the same mode (seed SEEDS["eval_real"] + seed).
+    against n real images of the same mode (seed SEEDS["eval_real"] + seed). mode: "single", "relation" or "pair";
+    size: the image side, a multiple of 16 (the latents are size / 4).
     """
+    n, size, mode = check_count("n", n), check_size(size), check_mode(mode, MODES)
     judge = judge or load_judge()
     prompts = render_shapes(n, seed=SEEDS["eval_prompts"] + seed, size=size, mode=mode)
     images = generate(model, prompts.captions, vae, steps, cfg_scale, seed, latent_size=size // 4)

@@ -201,3 +201,45 @@ def test_guidance_and_dropout_refuse_values_out_of_range():
         guided_velocity(exact_field, x, t, None, None, cfg_scale="2")
     with pytest.raises(ValueError, match=r"dropout p must be a probability in \[0, 1\], got 1.5"):
         drop_condition(torch.zeros(4, dtype=torch.long), torch.zeros(1, dtype=torch.long), 1.5)
+
+
+def test_a_null_condition_of_the_wrong_shape_is_named_by_the_sampler():
+    model = dit_tiny(depth=1).eval()
+    noise = torch.randn(2, 4, 8, 8)
+    ids, mask = torch.ones(2, 12, dtype=torch.long), torch.ones(2, 12, dtype=torch.bool)
+    wrong = {
+        "shorter caption": null_caption(8),
+        "ids only": null_caption(12)[0],
+        "float mask": (null_caption(12)[0], null_caption(12)[1].float()),
+        "batch 3": tuple(c.expand(3, -1) for c in null_caption(12)),
+        "no batch axis": tuple(c[0] for c in null_caption(12)),
+    }
+    for null in wrong.values():
+        for sample in (euler_sample, heun_sample):
+            with pytest.raises(ValueError, match=r"null_cond must be like cond with batch 1, \(1, 12\) torch.int64 "
+                                                 r"and \(1, 12\) torch.bool"):
+                sample(model, noise, (ids, mask), 2, null, cfg_scale=2.0)
+    with pytest.raises(ValueError, match="null_cond must be like cond"):
+        guided_velocity(model, noise, torch.rand(2), (ids, mask), null_caption(8), cfg_scale=2.0)
+    both = euler_sample(model, noise, (ids, mask), 2, tuple(c.expand(2, -1) for c in null_caption(12)), cfg_scale=2.0)
+    assert torch.equal(both, euler_sample(model, noise, (ids, mask), 2, null_caption(12), cfg_scale=2.0))
+
+
+def test_interpolate_and_the_loss_name_mismatched_shapes():
+    x0, x1, t = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2), torch.rand(3)
+    with pytest.raises(ValueError, match=r"x0 \(noise\) must have the shape of x1 \(3, 4, 2, 2\), got \(2, 4, 2, 2\)"):
+        interpolate(x0[:2], x1, t)
+    with pytest.raises(ValueError, match=r"t must be a float tensor \(3,\), one time per sample of x1"):
+        interpolate(x0, x1, t[:2])
+    with pytest.raises(ValueError, match=r"t must be a float tensor \(3,\).* got \(3, 1\)"):
+        interpolate(x0, x1, t[:, None])
+    with pytest.raises(ValueError, match=r"t must be a float tensor \(3,\).* got \(\) of torch.int64"):
+        interpolate(x0, x1, torch.tensor(1))
+    with pytest.raises(ValueError, match=r"x1 must be a float tensor \(B, ...\), got \(3, 4\) of torch.uint8"):
+        flow_matching_loss(exact_field, torch.zeros(3, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"x1 must be a float tensor \(B, ...\), got list"):
+        flow_matching_loss(exact_field, [[0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"steps must be at least 1 \(a whole number of sampler steps\), got 2.5"):
+        euler_sample(exact_field, torch.randn(3, 2), steps=2.5)
+    with pytest.raises(ValueError, match=r"noise must be a float tensor \(B, ...\) drawn from N\(0, I\), got list"):
+        heun_sample(exact_field, [0.0, 1.0])

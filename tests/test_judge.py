@@ -64,3 +64,15 @@ def test_the_judge_refuses_images_outside_their_range(judge):
     nan[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="from nan"):
         read_scenes(judge, nan)
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    ({"n": 0}, r"n must be a positive integer number of images, got 0"),
+    ({"n": -5}, r"n must be a positive integer .* got -5"),
+    ({"n": 10.0}, r"n must be a positive integer .* got 10.0"),
+    ({"size": 30}, r"size must be a positive multiple of 16 .* got 30"),
+    ({"size": 0}, r"size must be a positive multiple of 16 .* got 0"),
+])
+def test_attribute_accuracy_checks_n_and_size(judge, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        attribute_accuracy(judge, **kwargs)

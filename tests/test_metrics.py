@@ -5,7 +5,14 @@ import torch.nn.functional as F
 from course_utils.config import SEEDS
 from course_utils.data import render_shapes, to_float
 from course_utils.judge import ATTRIBUTES, load_judge
-from course_utils.metrics import frechet_distance, matches_record, pair_consistency, prompt_adherence, two_object_funnel
+from course_utils.metrics import (
+    evaluate,
+    frechet_distance,
+    matches_record,
+    pair_consistency,
+    prompt_adherence,
+    two_object_funnel,
+)
 
 TEST = SEEDS["tests"]
 
@@ -95,3 +102,20 @@ def test_adherence_needs_one_record_per_image(judge):
     batch = render_shapes(4, seed=TEST + 6)
     with pytest.raises(ValueError, match="one scene record per image: 4 images, got 3 records"):
         prompt_adherence(batch.images, batch.records[:3], judge)
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    ({"n": 0}, r"n must be a positive integer number of images, got 0"),
+    ({"n": 2.5}, r"n must be a positive integer .* got 2.5"),
+    ({"n": True}, r"n must be a positive integer .* got True"),
+    ({"mode": "mixed"}, r"mode must be one of \('single', 'relation', 'pair'\), got 'mixed'"),
+    ({"mode": "relations"}, r"mode must be one of .*'relation'.*got 'relations'"),
+    ({"size": 40}, r"size must be a positive multiple of 16 .* got 40"),
+    ({"size": "32"}, r"size must be a positive multiple of 16 .* got '32'"),
+])
+def test_evaluate_checks_n_mode_and_size_before_any_work(kwargs, pattern):
+    def model(*args):
+        raise AssertionError("evaluate sampled before checking its arguments")
+
+    with pytest.raises(ValueError, match=pattern):
+        evaluate(model, judge="never read", **kwargs)

@@ -118,7 +118,7 @@ def test_a_diverging_run_stops_and_installs_nothing(data_copy, tmp_path):
 
 @pytest.mark.parametrize("name,who", [("vae", "the VAE's"), ("judge", "the judge's")])
 def test_a_diverging_vae_or_judge_run_stops_and_leaves_data_byte_identical(data_copy, tmp_path, name, who):
-    """An absurd --lr: the loss is non-finite by the last of 2 steps (the loops look at step 0, every 50 and the last)."""
+    """An absurd --lr: the loss is non-finite by the last of 2 steps (the loops look at step 0, every 50, the last)."""
     before = {p.name: sha256_file(p) for p in data_copy.iterdir()}
     run = retrain(name, "--steps", "2", "--lr", "1e30", "--out", str(tmp_path / "out"), "--install", data=data_copy)
     assert run.returncode != 0
