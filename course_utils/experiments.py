@@ -1,0 +1,311 @@
+"""Controlled comparisons, repeated over seeds, at two scales (DESIGN, "Evidence: two scales").
+
+A comparison trains named variants that differ in the one thing a lesson studies, each on the same seeds, data and
+budget, and measures per (variant, seed): the validation-loss curve and final value, prompt adherence on single- and
+two-object captions, pair consistency where asked, the Frechet distance, parameters, Gflops and seconds.
+
+    run_comparison("conditioning")               # lesson scale, live in notebook 04 (tiny in FAST mode)
+    python -m course_utils.experiments conditioning --scale reference   # -> data/results/conditioning.json
+
+A reference run keeps each finished (variant, seed) in runs/experiments/ as it goes and resumes there, so a run
+longer than one sitting loses nothing; once complete it is written to data/results/ and listed in data/SHA256SUMS.
+`summarize` and `difference` give the 95% intervals (`course_utils.stats`); `viz.plot_bands` and `viz.plot_bars`
+draw them.
+"""
+
+import argparse
+import json
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .checkpoint import register_shipped, sha256_file, shipped_sums, write_atomic
+from .config import DATA_DIR, FAST, REPO_DIR, get_device, seed_everything
+from .dit import CONDITIONINGS, dit_small
+from .stats import mean_interval, paired_difference, pooled_proportion
+from .train import LESSON_RUN, TrainConfig, train
+
+SCALES = ("fast", "lesson", "reference")
+MODES = {"single": "single", "relation": "two", "pair": "pair"}  # evaluate's caption mode -> metric name suffix
+PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "pair_consistency")  # + binomial interval
+LOWER_IS_BETTER = ("val_loss", "frechet_single", "frechet_two", "frechet_pair")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A budget: AdamW steps of batch_size samples, for each seed; n_eval captions per evaluated mode and seed;
+    n_val held-out latents for the validation loss (8 validations a run)."""
+
+    steps: int
+    seeds: tuple
+    batch_size: int = 64
+    n_eval: int = 300
+    n_val: int = 1000
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Named variants (name -> a builder of a fresh model) trained and measured alike.
+
+    key: (metric, a, b), the paired difference a - b that carries the claim; modes: evaluate's caption modes;
+    run: the training settings every variant shares (steps, batch and seed come from the scale).
+    """
+
+    name: str
+    claim: str
+    variants: dict
+    key: tuple
+    lesson: Scale
+    reference: Scale
+    fast: Scale = Scale(steps=12, seeds=(0, 1), batch_size=32, n_eval=16, n_val=128)
+    modes: tuple = ("single", "relation")
+    cfg_scale: float = 3.0
+    run: TrainConfig = LESSON_RUN
+    notes: dict = field(default_factory=dict)
+
+
+COMPARISONS = {
+    "conditioning": Comparison(
+        name="conditioning",
+        claim="Modulation beats putting the condition in the sequence: adaLN-Zero trains to a lower validation "
+              "loss than in-context conditioning at an equal budget (DiT paper, Figure 5).",
+        variants={name: partial(dit_small, name) for name in CONDITIONINGS},
+        key=("val_loss", "adaln_zero", "in_context"),
+        lesson=Scale(steps=400, seeds=(0, 1), n_eval=200),
+        reference=Scale(steps=2000, seeds=(0, 1, 2), n_eval=500),
+        notes={"model": "DiT width 128, depth 6, 4 heads, patch 2 on 8x8 latents; each variant uses its own "
+                        "mechanism in the final layer (adaLN for the modulated ones, LayerNorm for the others)"},
+    ),
+}
+
+
+def get_comparison(name: str) -> Comparison:
+    if name not in COMPARISONS:
+        raise ValueError(f"unknown comparison {name!r}; the comparisons are {', '.join(COMPARISONS)}.")
+    return COMPARISONS[name]
+
+
+def scale_of(comparison: Comparison, scale: str) -> Scale:
+    """The budget of a scale; "lesson" means the fast budget in FAST mode (the same code on a tiny budget)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}.")
+    if scale == "lesson" and FAST:
+        scale = "fast"
+    return getattr(comparison, scale)
+
+
+def forward_gflops(model) -> float:
+    """Multiply-accumulates of one forward on one training-size latent, in billions, by torch's flop counter (the
+    same count for every architecture, attention included)."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    x = torch.zeros(1, cfg.in_channels, cfg.input_size, cfg.input_size, device=device)
+    cond = model.null_condition()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, torch.full((1,), 0.5, device=device), cond)
+    return counter.get_total_flops() / 2e9
+
+
+def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, data: dict, device=None) -> dict:
+    """Train one variant with one seed and measure it: {metric: value, "curve": [[step, val_loss], ...]}."""
+    from .metrics import evaluate  # metrics loads the judge; imported here so the module imports light
+
+    device = device or get_device()
+    seed_everything(seed)
+    model = comparison.variants[variant]().to(device)
+    config = replace(comparison.run, steps=scale.steps, batch_size=scale.batch_size, seed=seed,
+                     val_every=-(-scale.steps // 8))
+    start = time.time()
+    val_latents, (val_ids, val_mask) = data["val"]
+    val = (val_latents[: scale.n_val], (val_ids[: scale.n_val], val_mask[: scale.n_val]))
+    history = train(model, data["latents"], data["cond"], config=config, val=val,
+                    desc=f"{comparison.name}: {variant}, seed {seed}")
+    out = {"val_loss": history.final_val_loss(), "curve": [[s, v] for s, v in history.val_loss],
+           "params": sum(p.numel() for p in model.parameters()), "gflops": forward_gflops(model)}
+    model.eval()
+    for mode in comparison.modes:
+        result = evaluate(model, n=scale.n_eval, mode=mode, cfg_scale=comparison.cfg_scale, seed=seed,
+                          vae=data["vae"], judge=data["judge"])
+        out[f"adherence_{MODES[mode]}"], out[f"frechet_{MODES[mode]}"] = result["adherence"], result["frechet"]
+        if mode == "pair":
+            out["pair_consistency"] = result["pair_consistency"]
+    out["seconds"] = time.time() - start
+    return out
+
+
+def _load_data(device) -> dict:
+    from .checkpoint import load_model
+    from .latents import load_latents
+
+    train_set, val_set = load_latents("train", verbose=False), load_latents("val", verbose=False)
+    return {"latents": train_set.latents, "cond": (train_set.ids, train_set.mask),
+            "val": (val_set.latents, (val_set.ids, val_set.mask)),
+            "vae": load_model("vae", device), "judge": load_model("judge", device)}
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_DIR)
+    return done.stdout.strip() or "unknown"
+
+
+def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Path = None, device=None) -> dict:
+    """Run every (variant, seed) of a comparison at a scale; returns the result in the results schema (DESIGN).
+
+    variants: a subset of the variant names (default all). progress: a JSON file that keeps each finished
+    (variant, seed) and is resumed from, if its budget is the same.
+    """
+    comparison = get_comparison(name)
+    budget = scale_of(comparison, scale)
+    variants = list(comparison.variants) if variants is None else list(variants)
+    unknown = [v for v in variants if v not in comparison.variants]
+    if unknown or not variants:
+        raise ValueError(f"comparison {name!r} has the variants {', '.join(comparison.variants)}; got {variants!r}.")
+    device = device or get_device()
+    result = {"name": name, "claim": comparison.claim, "key": list(comparison.key),
+              "command": f"python -m course_utils.experiments {name} --scale {scale}", "commit": _commit(),
+              "device": str(device), "seconds": 0.0, "complete": False,
+              "budget": {**asdict(budget), "seeds": list(budget.seeds), "scale": scale,
+                         "cfg_scale": comparison.cfg_scale, "sampler": "Euler, 25 steps",
+                         "train": {k: v for k, v in asdict(comparison.run).items()
+                                   if k not in ("steps", "batch_size", "seed")},
+                         **comparison.notes},
+              "variants": {}}
+    if progress is not None and Path(progress).exists():
+        kept = json.loads(Path(progress).read_text())
+        if kept.get("budget") == result["budget"]:
+            result["variants"], result["seconds"] = kept["variants"], kept["seconds"]
+    data = None
+    for variant in variants:
+        entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})
+        for seed in budget.seeds:
+            if seed in entry["seeds"]:
+                continue
+            data = data or _load_data(device)
+            measured = run_variant(comparison, variant, seed, budget, data, device)
+            entry["seeds"].append(seed)
+            for metric, value in measured.items():
+                entry["metrics"].setdefault(metric, []).append(value)
+            result["seconds"] += measured["seconds"]
+            if progress is not None:
+                save_result(result, progress)
+    result["complete"] = all(result["variants"][v]["seeds"] == list(budget.seeds) for v in variants)
+    return result
+
+
+def save_result(result: dict, path) -> None:
+    text = json.dumps(result, indent=1)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+SCHEMA = ("name", "claim", "key", "command", "commit", "device", "seconds", "complete", "budget", "variants")
+
+
+def check_result(result: dict, source="result") -> dict:
+    """A result in the results schema: the top-level keys, and per variant one value per seed for every metric."""
+    missing = [k for k in SCHEMA if k not in result] if isinstance(result, dict) else list(SCHEMA)
+    if missing:
+        raise ValueError(f"{source} is not a comparison result: it lacks {', '.join(missing)}.")
+    for variant, entry in result["variants"].items():
+        n = len(entry["seeds"])
+        wrong = [m for m, values in entry["metrics"].items() if len(values) != n]
+        if wrong:
+            raise ValueError(f"{source}: variant {variant!r} has {n} seeds but not as many values of {wrong}.")
+    return result
+
+
+def load_result(name: str) -> dict:
+    """The shipped reference result data/results/NAME.json, verified against data/SHA256SUMS."""
+    file = f"results/{name}.json"
+    path = DATA_DIR / file
+    expected = shipped_sums().get(file)
+    if expected is None or not path.exists():
+        raise FileNotFoundError(f"no shipped result {file}; run `python -m course_utils.experiments {name} --scale "
+                                "reference`, or restore data/ with `git checkout -- data/`.")
+    if sha256_file(path) != expected:
+        raise ValueError(f"{path} does not match its sha256 in data/SHA256SUMS; restore it with "
+                         f"`git checkout -- data/{file} data/SHA256SUMS`.")
+    return check_result(json.loads(path.read_text()), path)
+
+
+def summarize(result: dict, metric: str) -> dict:
+    """{variant: Interval} of one metric over seeds (t interval); for adherence and pair consistency the Wilson
+    interval over all the prompts of all the seeds (`budget.n_eval` per seed)."""
+    out = {}
+    for variant, entry in result["variants"].items():
+        if metric not in entry["metrics"]:
+            raise ValueError(f"metric {metric!r} was not measured; measured: {', '.join(entry['metrics'])}.")
+        values = entry["metrics"][metric]
+        if metric in PROPORTIONS:
+            out[variant] = pooled_proportion(values, result["budget"]["n_eval"])
+        else:
+            out[variant] = mean_interval(values)
+    return out
+
+
+def difference(result: dict, metric: str = None, a: str = None, b: str = None):
+    """The paired difference a - b of a metric over the shared seeds, with its 95% t interval (default: the key)."""
+    key_metric, key_a, key_b = result["key"]
+    metric, a, b = metric or key_metric, a or key_a, b or key_b
+    for v in (a, b):
+        if v not in result["variants"]:
+            raise ValueError(f"variant {v!r} is not in this result; it has {', '.join(result['variants'])}.")
+    va, vb = (result["variants"][v] for v in (a, b))
+    shared = [s for s in va["seeds"] if s in vb["seeds"]]
+    pick = lambda entry: [entry["metrics"][metric][entry["seeds"].index(s)] for s in shared]  # noqa: E731
+    return paired_difference(pick(va), pick(vb))
+
+
+def verdict(result: dict, metric: str = None, a: str = None, b: str = None) -> str:
+    """"reproduced", "not reproduced" (the interval excludes zero on the other side) or "inconclusive" for the claim
+    that a is better than b on the metric (lower for losses and distances, higher otherwise)."""
+    metric = metric or result["key"][0]
+    d = difference(result, metric, a, b)
+    if not d.excludes_zero():
+        return "inconclusive"
+    better = d.mean < 0 if metric in LOWER_IS_BETTER else d.mean > 0
+    return "reproduced" if better else "not reproduced"
+
+
+def table(result: dict, metrics=("val_loss", "adherence_single", "adherence_two", "params", "gflops")) -> str:
+    """A text table: one row per variant, each metric as mean [95% interval]."""
+    metrics = [m for m in metrics if m in next(iter(result["variants"].values()))["metrics"]]
+    columns = {m: summarize(result, m) for m in metrics}
+    lines = [f"{'variant':>16} | " + " | ".join(f"{m:>24}" for m in metrics)]
+    for variant in result["variants"]:
+        cells = []
+        for m in metrics:
+            i = columns[m][variant]
+            cells.append(f"{i.mean / 1e6:>22.2f} M" if m == "params" else
+                         f"{i.mean:>8.1%} [{i.low:.1%}, {i.high:.1%}]" if m in PROPORTIONS else
+                         f"{i.mean:>8.4f} [{i.low:.4f}, {i.high:.4f}]")
+        lines.append(f"{variant:>16} | " + " | ".join(f"{c:>24}" for c in cells))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m course_utils.experiments", description=__doc__.split("\n")[0])
+    parser.add_argument("name", choices=sorted(COMPARISONS))
+    parser.add_argument("--scale", choices=SCALES, default="reference")
+    parser.add_argument("--variants", help="comma-separated subset of the variants (default: all)")
+    args = parser.parse_args(argv)
+    comparison = get_comparison(args.name)
+    variants = args.variants.split(",") if args.variants else None
+    progress = REPO_DIR / "runs" / "experiments" / f"{args.name}-{args.scale}.json"
+    result = run_comparison(args.name, args.scale, variants, progress)
+    print(table(result))
+    key = difference(result)
+    print(f"{comparison.key[1]} - {comparison.key[2]} ({comparison.key[0]}): {key}; {verdict(result)}")
+    if args.scale == "reference" and result["complete"] and variants is None:
+        save_result(result, DATA_DIR / "results" / f"{args.name}.json")
+        print(f"wrote data/results/{args.name}.json, sha256 {register_shipped(f'results/{args.name}.json')}")
+    else:
+        print(f"kept in {progress} (data/ is written only by a complete reference run of every variant)")
+
+
+if __name__ == "__main__":
+    main()
