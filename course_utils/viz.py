@@ -1,9 +1,13 @@
-"""Plotting helpers shared by the notebooks: image grids, latent channels and training curves."""
+"""Plotting helpers shared by the notebooks: image grids, latent channels, training curves, and comparisons over
+seeds drawn with their 95% intervals (curves with bands, bars with error bars)."""
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from .data import to_float
+from .experiments import PROPORTIONS, summarize
+from .stats import mean_interval
 
 
 def _as_hwc(image: torch.Tensor):
@@ -68,4 +72,53 @@ def plot_curves(histories: dict, key: str = "val_loss", ax=None, logy: bool = Tr
     if logy:
         ax.set_yscale("log")
     ax.legend(fontsize=8)
+    return ax
+
+
+def plot_bands(result: dict, ax=None, logy: bool = True, label: str = ""):
+    """The validation-loss curves of a comparison: per variant the mean over seeds and its 95% t interval as a band.
+    label: a prefix for the legend (e.g. "reference")."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for variant, entry in result["variants"].items():
+        curves = entry["metrics"]["curve"]  # one [[step, value], ...] per seed
+        steps = [s for s, _ in curves[0]]
+        intervals = [mean_interval([curve[i][1] for curve in curves]) for i in range(len(steps))]
+        mean = [i.mean for i in intervals]
+        line, = ax.plot(steps, mean, label=f"{label}{variant}")
+        if len(curves) > 1:
+            ax.fill_between(steps, [i.low for i in intervals], [i.high for i in intervals], color=line.get_color(),
+                            alpha=0.2, linewidth=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss")
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_bars(results: dict, metric: str = "val_loss", ax=None):
+    """One group of bars per variant, one bar per result ({label: result}, e.g. "your run" and "reference"), each
+    with its 95% interval as an error bar (t over seeds; Wilson over prompts for adherence)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    variants = list(next(iter(results.values()))["variants"])
+    width = 0.8 / len(results)
+    for k, (label, result) in enumerate(results.items()):
+        intervals = summarize(result, metric)
+        x = np.arange(len(variants)) + (k - (len(results) - 1) / 2) * width
+        means = np.array([intervals[v].mean for v in variants])
+        lows = np.array([intervals[v].low for v in variants])
+        highs = np.array([intervals[v].high for v in variants])
+        finite = np.isfinite(lows) & np.isfinite(highs)  # one seed: no interval to draw
+        errors = np.where(finite, [means - lows, highs - means], 0.0)
+        ax.bar(x, means, width, yerr=errors, capsize=3, label=f"{label} (n={intervals[variants[0]].n})")
+    ax.set_xticks(range(len(variants)), [v.replace("_", " ") for v in variants], fontsize=8)
+    ax.set_ylabel(metric.replace("_", " ") + (" (share)" if metric in PROPORTIONS else ""))
+    if metric not in PROPORTIONS:  # zoom in on the differences
+        tops = [summarize(r, metric)[v] for r in results.values() for v in variants]
+        low = min(i.low if np.isfinite(i.low) else i.mean for i in tops)
+        high = max(i.high if np.isfinite(i.high) else i.mean for i in tops)
+        ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
+    ax.legend(fontsize=7)
     return ax

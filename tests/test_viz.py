@@ -46,3 +46,30 @@ def test_plot_curves_draws_one_line_per_history():
     assert [line.get_label() for line in lines] == ["a", "b"]
     assert list(lines[1].get_ydata()) == [2.0, 1.5] and ax.get_yscale() == "log"
     plt.close("all")
+
+
+def test_comparison_plots_draw_bands_and_error_bars_that_match_the_intervals():
+    from course_utils.experiments import summarize
+    from course_utils.viz import plot_bands, plot_bars
+
+    def result(offset):
+        spread = (0.0, 0.01, 0.02)
+        variants = {v: {"seeds": [0, 1, 2], "metrics": {
+            "val_loss": [0.6 + offset + d for d in spread],
+            "curve": [[[10, 0.9 + d], [20, 0.6 + offset + d]] for d in spread]}} for v in ("a", "b")}
+        return {"budget": {"n_eval": 10}, "variants": variants}
+
+    ax = plot_bands(result(0.0))
+    assert len(ax.lines) == 2 and len(ax.collections) == 2  # a mean line and a band per variant
+    assert torch.allclose(torch.tensor(ax.lines[0].get_ydata()), torch.tensor([0.91, 0.61], dtype=torch.float64))
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    final = summarize(result(0.0), "val_loss")["a"]  # the last point of the curve is the final loss
+    assert abs(band.min() - final.low) < 1e-9 and abs(band.max() - (0.91 + final.half_width)) < 1e-9
+    plt.close("all")
+    ax = plot_bars({"yours": result(0.0), "reference": result(0.05)})
+    assert sorted(round(p.get_height(), 6) for p in ax.patches) == [0.61, 0.61, 0.66, 0.66]
+    reference_bars = next(c for c in ax.containers if c.get_label().startswith("reference"))
+    (low, high) = reference_bars.errorbar.lines[2][0].get_segments()[0][:, 1]  # its first bar's error bar
+    reference = summarize(result(0.05), "val_loss")["a"]
+    assert abs(low - reference.low) < 1e-9 and abs(high - reference.high) < 1e-9
+    plt.close("all")
