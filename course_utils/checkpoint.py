@@ -136,6 +136,10 @@ def load_model(name_or_path, device="cpu") -> torch.nn.Module:
     else:
         raise ValueError(f"load_model takes a shipped model name ({', '.join(SHIPPED)}) or the path of a .pt "
                          f"checkpoint, got {name_or_path!r}.")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device such as 'cpu', 'cuda' or 'mps', got {device!r}.") from err
     check_vae(ckpt, name_or_path)
     model = _build(ckpt.get("builder"), ckpt["config"], name_or_path)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
@@ -154,8 +158,9 @@ def load_checkpoint(path, sha256: str = None) -> dict:
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"checkpoint {path} could not be read ({err}); it is corrupt, retrain or restore it.") from err
+    except Exception as err:  # a truncated or foreign file (torch's own message suggests weights_only=False: never)
+        raise ValueError(f"checkpoint {path} could not be read ({type(err).__name__}); it is corrupt or not a course "
+                         "checkpoint: retrain or restore it.") from err
 
 
 def shipped_sums() -> dict:

@@ -34,6 +34,8 @@ JITTER = 0.07  # fraction of a grid cell by which a centre may move off the cell
 
 def position_name(row: int, col: int) -> str:
     """Grid cell -> its name in captions: (0, 0) -> 'top left', (1, 1) -> 'center'."""
+    if not (row in range(3) and col in range(3)):
+        raise ValueError(f"row and col must each be 0, 1 or 2 (a cell of the 3x3 grid), got row {row!r}, col {col!r}.")
     if (row, col) == (1, 1):
         return "center"
     return f"{ROWS[row]} {COLS[col]}"
@@ -212,6 +214,8 @@ def render_shapes(n: int, seed: int, size: int = 32, mode: str = "mixed") -> Sha
           size, so a larger image has more room, not larger shapes.
     """
     n, size, mode = check_count("n", n), check_size(size), check_mode(mode)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer (the same seed gives the same images), got {seed!r}.")
     rng = np.random.default_rng(seed)
     records = _sample_scenes(rng, n, mode)
     images = torch.from_numpy(_render(records, size, rng))
@@ -234,6 +238,7 @@ class Tokenizer:
     PAD = "<pad>"
 
     def __init__(self, max_len: int = 12):
+        check_count("max_len", max_len, "words a caption may have")
         self.vocab = [self.PAD, *all_words()]
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.max_len = max_len
@@ -255,6 +260,8 @@ class Tokenizer:
     def encode(self, captions) -> tuple:
         if isinstance(captions, str):
             captions = [captions]
+        if not isinstance(captions, (list, tuple)) or not all(isinstance(c, str) for c in captions):
+            raise ValueError(f"captions must be a caption string or a list of them, got {captions!r:.60}.")
         ids = torch.zeros(len(captions), self.max_len, dtype=torch.long)
         for i, caption in enumerate(captions):
             words = self.words(caption)
@@ -263,4 +270,10 @@ class Tokenizer:
 
     def decode(self, ids: torch.Tensor) -> list:
         """(B, L) ids -> captions (padding dropped)."""
+        if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.is_floating_point():
+            got = (tuple(ids.shape), str(ids.dtype)) if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(f"ids must be an integer tensor (B, L) from Tokenizer.encode, got {got}.")
+        if len(ids) and not (0 <= ids.min() and ids.max() < len(self.vocab)):
+            raise ValueError(f"ids must lie in 0..{len(self.vocab) - 1} (this vocabulary), got {ids.min().item()} "
+                             f"to {ids.max().item()}.")
         return [" ".join(self.vocab[i] for i in row.tolist() if i != 0) for row in ids]

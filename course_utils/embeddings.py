@@ -90,6 +90,10 @@ class CaptionDenoiser(nn.Module):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != cfg.in_channels:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"this {name} takes latents (B, {cfg.in_channels}, H, W), got {got} for x.")
+        weight = next(self.parameters())
+        if x.dtype != weight.dtype:
+            raise ValueError(f"x must be {weight.dtype} like this {name}'s weights, got {x.dtype}; convert it with "
+                             f"x.to({weight.dtype}) (or the model with model.to(x.dtype)).")
         b = x.shape[0]
         if not isinstance(t, torch.Tensor) or t.shape != (b,) or not t.is_floating_point():
             got = (tuple(t.shape), str(t.dtype)) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -98,6 +102,12 @@ class CaptionDenoiser(nn.Module):
             raise ValueError(f"cond must be a caption batch (ids, mask) from Tokenizer.encode, got "
                              f"{type(cond).__name__}.")
         ids, mask = cond
+        if not (isinstance(ids, torch.Tensor) and isinstance(mask, torch.Tensor)):
+            raise ValueError(f"cond's ids and mask must be tensors (Tokenizer.encode gives them), got "
+                             f"{type(ids).__name__} and {type(mask).__name__}.")
+        if not all(v.device == x.device for v in (t, ids, mask)):
+            raise ValueError(f"x, t and cond must be on one device, got x on {x.device}, t on {t.device}, cond on "
+                             f"{ids.device} and {mask.device}.")
         if ids.shape != (b, cfg.max_len) or mask.shape != (b, cfg.max_len):
             raise ValueError(f"cond's ids and mask must each be ({b}, {cfg.max_len}) for x of batch {b} (one caption "
                              f"per latent, Tokenizer({cfg.max_len})), got {tuple(ids.shape)} and {tuple(mask.shape)}.")

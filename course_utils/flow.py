@@ -54,6 +54,9 @@ def velocity_target(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
 
 def clean_estimate(x: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The data point x1 that a velocity v at (x_t, t) points to: x_t + (1 - t) v (exact on a straight path)."""
+    check_batch(x, t)
+    if not isinstance(v, torch.Tensor) or v.shape != x.shape:
+        raise ValueError(f"v (the velocity) must have the shape of x {tuple(x.shape)}, got {_shape(v)}.")
     return x + (1 - _per_sample(t, x)) * v
 
 
@@ -74,6 +77,8 @@ def _random(draw, shape, generator: torch.Generator = None, device=None) -> torc
 def sample_timesteps(n: int, schedule: str = "uniform", generator: torch.Generator = None,
                      mean: float = 0.0, std: float = 1.0, device=None) -> torch.Tensor:
     """n training times in (0, 1) on `device`: uniform, or logit-normal (sigmoid of N(mean, std), SD3's choice)."""
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"n must be a non-negative integer number of times, got {n!r}.")
     if schedule == "uniform":
         return _random(torch.rand, (n,), generator, device)
     if schedule == "logit_normal":
@@ -95,7 +100,7 @@ def drop_condition(cond, null_cond, p: float, generator: torch.Generator = None)
 
     cond: a tensor (B, ...) or a tuple of such tensors; null_cond: the same structure with batch 1.
     """
-    if not 0 <= p <= 1:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
         raise ValueError(f"the condition dropout p must be a probability in [0, 1], got {p!r}.")
     if cond is None or p == 0:
         return cond
@@ -207,8 +212,15 @@ def caption_batch(model, captions: list, seed: int = 0, latent_size: int = None)
     """What sampling `captions` with caption-conditional `model` starts from: noise (B, C, s, s) drawn from `seed`
     on the CPU (the same bytes on every device) and the captions' (ids, mask), each (B, max_len). C, max_len and the
     default side s come from model.config."""
-    if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
-        raise ValueError(f"captions must be a list of strings (wrap one caption in a list), got {captions!r:.60}.")
+    if (isinstance(captions, str) or not isinstance(captions, (list, tuple)) or not captions
+            or not all(isinstance(c, str) for c in captions)):
+        raise ValueError(f"captions must be a non-empty list of strings (wrap one caption in a list), got "
+                         f"{captions!r:.60}.")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}.")
+    if latent_size is not None and (not isinstance(latent_size, numbers.Integral) or latent_size < 1):
+        raise ValueError(f"latent_size must be a positive integer (the latent side; images are 4x it), got "
+                         f"{latent_size!r}.")
     cfg = model.config
     side = latent_size or cfg.input_size
     noise = torch.randn(len(captions), cfg.in_channels, side, side, generator=torch.Generator().manual_seed(seed))
@@ -233,6 +245,8 @@ def generate(model, captions: list, vae=None, steps: int = 25, cfg_scale: float 
              latent_size: int = None, batch_size: int = 250) -> torch.Tensor:
     """Sample one image per caption with Euler steps (and CFG against model.null_condition()), decoded by the VAE:
     (n, 3, 4 s, 4 s) in [-1, 1] (see caption_batch). The model's train/eval mode is kept."""
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (captions sampled at once), got {batch_size!r}.")
     noise, (ids, mask) = caption_batch(model, captions, seed, latent_size)
     vae = vae or load_vae()
     device, vae_device = next(model.parameters()).device, next(vae.parameters()).device

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_model
 from .config import SEEDS, stream_seed
 from .data import COLOURS, SHAPES, SIZES, check_count, check_size, float_images, render_shapes, to_float
-from .vae import load_vae
+from .vae import check_training, load_vae
 
 JUDGE_CONFIG = {"width": 48}
 STRIDE = 4
@@ -99,9 +99,11 @@ def read_scenes(judge: Judge, images: torch.Tensor, batch_size: int = 500) -> di
 
     Returns {"present": (B, 3, 3) bool, "shape" / "colour" / "size": (B, 3, 3) class ids}.
     """
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] % 16:
-        raise ValueError(f"the judge reads images (B, 3, H, W) with H = W a multiple of 16, got {tuple(images.shape)}.")
     images = float_images(images)
+    if images.shape[-1] % 16 or images.shape[-1] != images.shape[-2] or len(images) == 0:
+        raise ValueError(f"the judge reads images (B, 3, H, W), B >= 1, with H = W a multiple of 16, got "
+                         f"{tuple(images.shape)}.")
+    check_count("batch_size", batch_size)
     device = next(judge.parameters()).device
     preds = [judge(images[i : i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
     pred = {k: torch.cat([p[k] for p in preds]).cpu() for k in preds[0]}
@@ -160,6 +162,7 @@ def train_judge(steps: int = 3000, batch_size: int = 64, lr: float = 2e-3,
                 seed: int = SEEDS["judge_training"]) -> Judge:
     """Train on fresh images of every mode at 32x32 and 64x64; half the batches pass through the VAE,
     so the judge also reads the slightly soft images that generators decode."""
+    check_training(steps, batch_size, lr, 2)
     torch.manual_seed(seed)
     vae, judge = load_vae(), Judge(**JUDGE_CONFIG)
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)

@@ -160,5 +160,12 @@ def mode_sample_weights(scenes: torch.Tensor, mode_weights: dict) -> torch.Tenso
     unknown = set(mode_weights) - set(MODES)
     if unknown:
         raise ValueError(f"unknown scene mode(s) {sorted(unknown)}; the modes are {MODES}.")
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in mode_weights.values()) \
+            or not any(mode_weights.get(m, 1.0) > 0 for m in MODES):
+        raise ValueError(f"mode_weights must map modes to non-negative numbers, not all zero, got {mode_weights!r}.")
+    if not isinstance(scenes, torch.Tensor) or scenes.ndim != 2 or scenes.is_floating_point():
+        got = tuple(scenes.shape) if isinstance(scenes, torch.Tensor) else type(scenes).__name__
+        raise ValueError(f"scenes must be the integer scene table (N, K) of a LatentDataset (mode id in column 0), "
+                         f"got {got}.")
     per_mode = torch.tensor([float(mode_weights.get(m, 1.0)) for m in MODES])
     return per_mode[scenes[:, 0]]

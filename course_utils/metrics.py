@@ -32,6 +32,7 @@ def two_object_funnel(scenes: dict, records: list) -> dict:
     """Where two-object (relation) images go wrong, as fractions of all images, each step a subset of the last:
     "two objects" read; both "colours" of the caption among them; both "shapes" too; "bound": one object has the
     first colour and shape, the other the second's; "relation" holds as well (this last one is the adherence)."""
+    _check_records(records, len(scenes["present"]) if isinstance(scenes, dict) and "present" in scenes else None)
     if any(rec["mode"] != "relation" for rec in records):
         raise ValueError("two_object_funnel scores relation-mode records only (captions with two objects).")
     counts = dict.fromkeys(("two objects", "colours", "shapes", "bound", "relation"), 0)
@@ -54,6 +55,17 @@ def two_object_funnel(scenes: dict, records: list) -> dict:
     return {name: count / len(records) for name, count in counts.items()}
 
 
+def _check_records(records, n: int = None) -> None:
+    """records: a non-empty list of scene records (dicts with "mode" and "objects", as render_shapes gives), n if
+    given."""
+    if not isinstance(records, (list, tuple)) or not records or not all(
+            isinstance(r, dict) and "mode" in r and "objects" in r for r in records):
+        raise ValueError(f"records must be a non-empty list of scene records (dicts with 'mode' and 'objects', e.g. "
+                         f"render_shapes(...).records), got {records!r:.60}.")
+    if n is not None and len(records) != n:
+        raise ValueError(f"records must hold one scene record per image: {n} images, got {len(records)} records.")
+
+
 def _adherence(scenes: dict, records: list) -> float:
     return sum(matches_record(scene_objects(scenes, i), rec) for i, rec in enumerate(records)) / len(records)
 
@@ -68,9 +80,7 @@ def _pair_consistency(scenes: dict) -> float:
 
 def prompt_adherence(images: torch.Tensor, records: list, judge: Judge = None) -> float:
     """Fraction of images whose every object the judge reads as the caption says."""
-    if len(records) != len(images):
-        raise ValueError(f"records must hold one scene record per image: {len(images)} images, got {len(records)} "
-                         "records.")
+    _check_records(records, len(images))
     return _adherence(read_scenes(judge or load_judge(), images), records)
 
 
@@ -88,8 +98,11 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor, judge: Judge = None
     """Frechet distance between Gaussians fitted to the judge features of two image sets (FID's formula)."""
     judge = judge or load_judge()
     feats = []
-    for images in (real, fake):
-        images = float_images(images)
+    for name, images in (("real", real), ("fake", fake)):
+        images = float_images(images, name)
+        if len(images) < 2:
+            raise ValueError(f"{name} must hold at least 2 images to fit a Gaussian (hundreds for a stable distance), "
+                             f"got {len(images)}.")
         device = next(judge.parameters()).device
         feats.append(torch.cat([judge.features(images[i : i + 500].to(device)).cpu()
                                 for i in range(0, len(images), 500)]).double())

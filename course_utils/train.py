@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm.auto import tqdm
 
 from .checkpoint import write_atomic
-from .flow import SCHEDULES, drop_condition, flow_matching_loss
+from .flow import SCHEDULES, check_null_condition, drop_condition, flow_matching_loss
 
 LR_DECAYS = ("constant", "cosine")
 LOG_EVERY = 20  # steps between the loop's looks at the loss (the only host syncs outside validation)
@@ -52,12 +52,23 @@ class TrainConfig:
             value, low = getattr(self, name), 0 if name in ("warmup", "seed") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {value!r}.")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}.")
+        if self.val_every is not None and (not isinstance(self.val_every, int) or self.val_every < 1):
+            raise ValueError(f"TrainConfig.val_every must be a positive integer or None, got {self.val_every!r}.")
+        for name in ("lr", "weight_decay", "grad_clip", "cfg_dropout") + (("ema_decay",) if self.ema_decay else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"TrainConfig.{name} must be a finite number, got {value!r}.")
+        if not self.lr > 0 or not self.grad_clip > 0:
+            raise ValueError(f"TrainConfig.lr and grad_clip must be positive, got lr={self.lr!r}, "
+                             f"grad_clip={self.grad_clip!r}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}.")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1) or None, got {self.ema_decay!r}.")
         if not 0 <= self.cfg_dropout <= 1:
             raise ValueError(f"TrainConfig.cfg_dropout must be in [0, 1], got {self.cfg_dropout!r}.")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"TrainConfig.compile must be True or False, got {self.compile!r}.")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
         if self.lr_decay not in LR_DECAYS:
@@ -166,6 +177,8 @@ def scale_batch(config: TrainConfig, batch_size: int) -> TrainConfig:
     3 seeds): the square-root lr beats the kept one by 0.070 +- 0.023 in validation loss, and the linear rule's beats
     the square-root one by 0.036 +- 0.032 at that short budget; the one H100 run at 8x the batch used 1.5x the lr.
     The square-root rule sits between the two."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     return replace(config, batch_size=batch_size, lr=config.lr * math.sqrt(batch_size / config.batch_size))
 
 
@@ -220,7 +233,12 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
         raise ValueError(f"config must be a TrainConfig (e.g. replace(LESSON_RUN, steps=200)), got {config!r:.60}.")
     _check_data(latents, cond, "latents", "cond")
     if val is not None:
+        if not isinstance(val, (tuple, list)) or len(val) != 2:
+            raise ValueError(f"val must be a pair (latents, cond) of held-out data, got {type(val).__name__}"
+                             f"{f' of length {len(val)}' if isinstance(val, (tuple, list)) else ''}.")
         _check_data(val[0], val[1], "val[0]", "val[1]")
+    if sample_weights is not None and not isinstance(sample_weights, torch.Tensor):
+        raise ValueError(f"sample_weights must be a tensor ({len(latents)},), got {type(sample_weights).__name__}.")
     if sample_weights is not None and (sample_weights.shape != (len(latents),) or (sample_weights < 0).any()
                                        or not sample_weights.sum() > 0):
         raise ValueError(f"sample_weights must be ({len(latents)},) non-negative with a positive sum, got "
@@ -230,6 +248,8 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
             raise ValueError("condition dropout for classifier-free guidance needs a null condition: pass null_cond "
                              "or give the model a null_condition() method.")
         null_cond = model.null_condition()
+    if config.cfg_dropout > 0 and cond is not None:
+        check_null_condition(null_cond, cond, len(latents))
     steps, batch_size = config.steps, min(config.batch_size, len(latents))
     device = next(model.parameters()).device
     latents, cond, null_cond = latents.to(device), _to(cond, device), _to(null_cond, device)

@@ -126,8 +126,12 @@ class VAE(nn.Module):
     @torch.no_grad()
     def decode(self, latents):
         """Scaled latents (B, 4, h, w) -> images (B, 3, 4h, 4w), clamped to [-1, 1]."""
-        if latents.ndim != 4 or latents.shape[1] != self.decoder.net[0].in_channels:
-            raise ValueError(f"VAE.decode expects latents (B, 4, h, w), got {tuple(latents.shape)}.")
+        if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or not latents.is_floating_point() \
+                or latents.shape[1] != self.decoder.net[0].in_channels:
+            got = (tuple(latents.shape), str(latents.dtype)) if isinstance(latents, torch.Tensor) else type(latents)
+            raise ValueError(f"VAE.decode expects float latents (B, 4, h, w), got {got}.")
+        if not torch.isfinite(latents).all():
+            raise ValueError("latents must be finite, got NaN or inf (did the sampler or the training diverge?).")
         return self.decoder(latents / self.scale_factor).clamp(-1, 1)
 
 
@@ -142,6 +146,9 @@ def vae_loss(vae: VAE, images: torch.Tensor, kl_weight: float = 1e-4) -> tuple:
 
 def psnr(images: torch.Tensor, recon: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB for images in [-1, 1] (peak-to-peak 2), over the whole batch."""
+    if not (isinstance(images, torch.Tensor) and isinstance(recon, torch.Tensor)) or images.shape != recon.shape:
+        raise ValueError(f"images and recon must be tensors of one shape, got {getattr(images, 'shape', images)!s:.40} "
+                         f"and {getattr(recon, 'shape', recon)!s:.40}.")
     mse = F.mse_loss(recon.float(), images.float()).item()
     return 10 * math.log10(4.0 / max(mse, 1e-12))
 
@@ -160,8 +167,21 @@ def load_vae(device="cpu") -> VAE:
     return load_model("vae", device)
 
 
+def check_training(steps: int, batch_size: int, lr: float, divisor: int) -> None:
+    """The arguments of train_vae and train_judge: steps >= 1, a batch whose 64x64 part (batch_size // divisor) holds
+    at least one image, and a positive finite lr."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < divisor:
+        raise ValueError(f"batch_size must be an integer >= {divisor} (64x64 batches hold batch_size // {divisor}), "
+                         f"got {batch_size!r}.")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive, finite learning rate, got {lr!r}.")
+
+
 def train_vae(steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, seed: int = SEEDS["vae_training"]) -> VAE:
     """Train the VAE on freshly generated Shapes images (32x32 and 64x64 mixed), then fit its scale."""
+    check_training(steps, batch_size, lr, 4)
     torch.manual_seed(seed)
     vae = VAE(**VAE_CONFIG)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)

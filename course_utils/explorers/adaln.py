@@ -35,9 +35,16 @@ def adaln_view(model, latent: torch.Tensor, t: float = 0.5, caption: str = ADALN
     `gate` to one `channel` (plain adaLN has no gate: it counts as ones). Returns {"normalised", "modulated": (N, D),
     "shift", "scale", "gate": (D,), "branch", "gated": (N, D), "channel", "kept", "text"}.
     """
+    if not hasattr(model, "modulation") or not hasattr(model, "blocks"):
+        raise ValueError(f"model must be a DiT with adaLN conditioning (e.g. dit_tiny('adaln_zero')), got "
+                         f"{type(model).__name__}.")
+    if not isinstance(latent, torch.Tensor) or latent.shape != (1, model.config.in_channels, *latent.shape[2:]) \
+            or latent.ndim != 4:
+        got = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+        raise ValueError(f"latent must be one clean latent (1, {model.config.in_channels}, s, s), got {got}.")
     check_index("block", block, len(model.blocks))
     check_index("channel", channel, model.config.dim)
-    if not 0 <= t <= 1:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
         raise ValueError(f"t must be a time in [0, 1] (0: noise, 1: data), got {t!r}.")
     device = next(model.parameters()).device
     cond = tuple(c.to(device) for c in Tokenizer(model.config.max_len).encode([caption]))  # (ids, mask), (1, L)

@@ -32,6 +32,10 @@ def mmdit_attention_view(model, vae, caption: str = MMDIT_CAPTIONS[0], word: int
     how the word's own attention spreads over the patches, "text_share": the patches' attention on all text,
     "t", "text"}.
     """
+    if not hasattr(model, "attention_maps"):
+        raise ValueError(f"model must be an MMDiT (it reads joint attention), got {type(model).__name__}.")
+    if not isinstance(caption, str):
+        raise ValueError(f"caption must be one caption string, got {caption!r:.60}.")
     tokenizer = Tokenizer(model.config.max_len)
     words = tokenizer.words(caption)  # raises ValueError for an unknown word
     check_index("word", word, len(words))

@@ -65,6 +65,9 @@ def patch_explorer(patch_size: int = 2, image_size: int = 32, vae=None) -> Explo
 
     The example scene is encoded once per image size with `vae` (default: the shipped VAE, loaded here once).
     """
+    for name, value, allowed in (("patch_size", patch_size, (1, 2, 4, 8)), ("image_size", image_size, (32, 64))):
+        if value not in allowed or isinstance(value, bool):
+            raise ValueError(f"{name} must be one of {allowed} (the slider's values), got {value!r}.")
     vae = load_vae() if vae is None else vae
     examples = {size: example_latent(vae, size) for size in (32, 64)}  # size -> (image (H, W, 3), latent)
     controls = {

@@ -23,6 +23,12 @@ def receptive_field_view(depth: int, kernel: int = 3, dilation: int = 1, downsam
     "image_size", "text"}. The effective field is measured on a random linear stack of the same layers
     (8 channels) at the image's size.
     """
+    for name, value, low in (("depth", depth, 1), ("max_depth", max_depth, 1), ("image_size", image_size, 8),
+                             ("downsample_every", downsample_every, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    if depth > max_depth:
+        raise ValueError(f"depth must be at most max_depth={max_depth} (the curve's last depth), got {depth}.")
     max_pools = int(np.log2(image_size)) - 2  # keep at least a 4x4 map
     layers = stack_layers(depth, kernel, dilation, downsample_every, max_pools)
     row = receptive_field_table(layers)[-1]

@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 from ..rope import apply_rope, axial_angles, mixed_angles, mixed_frequencies, rope_angles_1d, rope_frequencies
 from .base import Explorer, check_index, choice_slider, float_slider, int_slider
 
+KINDS = ("both", "axial", "mixed")  # the 2D explorer's score maps
+
 
 def rope_1d_view(position: int = 3, pair: int = 0, theta: float = 10_000.0, dim: int = 16, max_offset: int = 32,
                  seed: int = 0) -> dict:
@@ -25,6 +27,10 @@ def rope_1d_view(position: int = 3, pair: int = 0, theta: float = 10_000.0, dim:
     check_index("pair", pair, dim // 2)
     if not isinstance(position, (int, np.integer)) or position < 0:
         raise ValueError(f"position must be a non-negative integer, got {position!r}.")
+    check_theta(theta)
+    if not isinstance(max_offset, (int, np.integer)) or max_offset < 1:
+        raise ValueError(f"max_offset must be a positive integer (offsets run from -max_offset to max_offset), got "
+                         f"{max_offset!r}.")
     freqs = rope_frequencies(dim, theta)  # (dim/2,)
     angles = position * freqs  # (dim/2,)
     unit = torch.tensor([1.0, 0.0]).repeat(dim // 2)  # (dim,): every pair points along x before rotation
@@ -101,6 +107,12 @@ def separability(scores: np.ndarray) -> float:
     return float(np.abs(s - s.mean(1, keepdims=True) - s.mean(0, keepdims=True) + s.mean()).max())
 
 
+def check_theta(theta) -> None:
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not (1 < theta < float("inf")):
+        raise ValueError(f"theta must be a finite number above 1 (the base of the wavelengths, 10000 in "
+                         f"RoFormer), got {theta!r}.")
+
+
 def rope_2d_view(row: int = 7, col: int = 7, direction: float = 45.0, kind: str = "both", grid: int = 15,
                  head_dim: int = 16, theta: float = 100.0) -> dict:
     """What the 2D RoPE explorer shows: the score map from the query token (row, col) to every token of a
@@ -109,8 +121,15 @@ def rope_2d_view(row: int = 7, col: int = 7, direction: float = 45.0, kind: str 
     Returns {"axial", "mixed": (grid, grid) score maps, "freqs_axial", "freqs_mixed": (head_dim/2, 2) frequency
     vectors (f_row, f_col), "separability_axial", "separability_mixed", "kind", "query", "direction", "text"}.
     """
-    if not (0 <= row < grid and 0 <= col < grid):
-        raise ValueError(f"the query (row {row}, column {col}) must lie on the {grid}x{grid} grid.")
+    if not isinstance(grid, (int, np.integer)) or isinstance(grid, bool) or grid < 1:
+        raise ValueError(f"grid must be a positive integer (patches per side), got {grid!r}.")
+    for name, value in (("row", row), ("col", col)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < grid:
+            raise ValueError(f"{name} must be an integer from 0 to {grid - 1} (the query must lie on the "
+                             f"{grid}x{grid} grid), got {value!r}.")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+    check_theta(theta)
     query = row * grid + col
     freqs_mixed = mixed_frequencies(head_dim, 1, theta, directions=torch.tensor([np.radians(direction)]))[0]
     freqs_axial = mixed_frequencies(head_dim, 1, theta, directions=torch.zeros(1))[0]
@@ -151,7 +170,7 @@ def draw_rope_2d(view: dict, fig: Figure):
 def rope_2d_explorer(row: int = 7, col: int = 7, direction: float = 45.0, grid: int = 15) -> Explorer:
     """A choice of axial / mixed / both; sliders for the query row and column and the mixed head's direction."""
     controls = {
-        "kind": widgets.ToggleButtons(options=["both", "axial", "mixed"], value="both", description="kind"),
+        "kind": widgets.ToggleButtons(options=list(KINDS), value="both", description="kind"),
         "row": int_slider("query row", row, 0, grid - 1),
         "col": int_slider("query column", col, 0, grid - 1),
         "direction": float_slider("direction", direction, 0.0, 180.0, 5.0),
