@@ -1,8 +1,10 @@
 """Scores of a generator, built on the judge's reading of its images: prompt adherence, the two-object funnel,
-pair consistency, the Frechet distance of judge features, and `evaluate`, which samples and scores a model.
+pair consistency, the Frechet distance of judge features, and `evaluate`, which samples and scores a model; and one
+score read off the latents directly, `frequency_errors`.
 """
 
 import torch
+import torch.nn.functional as F
 
 from .config import SEEDS
 from .data import MODES, check_count, check_mode, check_size, float_images, relation_holds, render_shapes
@@ -133,3 +135,32 @@ def evaluate(model, n: int = 500, mode: str = "single", steps: int = 25, cfg_sca
     if mode == "pair":
         result["pair_consistency"] = _pair_consistency(scenes)
     return result
+
+
+@torch.no_grad()
+def frequency_errors(model, latents: torch.Tensor, cond, t: float = 0.7, seed: int = 0, batch_size: int = 500) -> dict:
+    """The error of the one-step clean estimate x1_hat = x_t + (1 - t) v at time t, split by frequency.
+
+    latents (N, C, H, W) with H, W even, cond (ids, mask) each (N, L). low: the mean squared error of the 2x2 block
+    means (where and what the objects are); high: of what is left (edges and detail). Fixed noise from `seed`.
+    Returns {"low_freq_error", "high_freq_error"}.
+    """
+    if not 0 < t < 1:
+        raise ValueError(f"t must lie in (0, 1), got {t!r}.")
+    if latents.ndim != 4 or latents.shape[-1] % 2 or latents.shape[-2] % 2:
+        raise ValueError(f"latents must be (N, C, H, W) with even H and W, got {tuple(latents.shape)}.")
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    low_sum = high_sum = 0.0
+    for i in range(0, len(latents), batch_size):
+        x1 = latents[i : i + batch_size]
+        x0 = torch.randn(x1.shape, generator=gen)
+        x1, x0 = x1.to(device), x0.to(device)
+        x_t = (1 - t) * x0 + t * x1
+        v = model(x_t, torch.full((len(x1),), t, device=device), tuple(c[i : i + batch_size].to(device) for c in cond))
+        err = x_t + (1 - t) * v - x1
+        low = F.interpolate(F.avg_pool2d(err, 2), scale_factor=2, mode="nearest")
+        low_sum += low.square().sum().item()
+        high_sum += (err - low).square().sum().item()
+    n = latents.numel()
+    return {"low_freq_error": low_sum / n, "high_freq_error": high_sum / n}

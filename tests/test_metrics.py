@@ -119,3 +119,34 @@ def test_evaluate_checks_n_mode_and_size_before_any_work(kwargs, pattern):
 
     with pytest.raises(ValueError, match=pattern):
         evaluate(model, judge="never read", **kwargs)
+
+
+def test_frequency_errors_split_the_error_into_block_means_and_the_rest():
+    from course_utils.metrics import frequency_errors
+
+    class Exact(torch.nn.Module):  # predicts v = x1 - x0 exactly for known (x0, x1): no error at all
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, t, cond):
+            return self.v
+
+    latents = torch.randn(6, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = (torch.zeros(6, 12, dtype=torch.long), torch.ones(6, 12, dtype=torch.bool))
+    exact = Exact()
+    x0 = torch.randn(latents.shape, generator=torch.Generator().manual_seed(3))
+    exact.v = latents - x0
+    errors = frequency_errors(exact, latents, cond, seed=3)
+    assert errors["low_freq_error"] < 1e-10 and errors["high_freq_error"] < 1e-10
+    # an error constant on every 2x2 block is all low frequency; a checkerboard is all high frequency
+    block = torch.ones(6, 4, 4, 4).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    checker = (torch.arange(8)[:, None] + torch.arange(8)) % 2 * 2.0 - 1
+    for error, low, high in ((block, 1.0, 0.0), (checker.expand(6, 4, 8, 8), 0.0, 1.0)):
+        exact.v = latents - x0 + error / 0.3  # at t = 0.7 the estimate x_t + 0.3 v is off by exactly `error`
+        errors = frequency_errors(exact, latents, cond, seed=3)
+        assert abs(errors["low_freq_error"] - low) < 1e-5 and abs(errors["high_freq_error"] - high) < 1e-5
+    with pytest.raises(ValueError, match="even H and W"):
+        frequency_errors(exact, torch.randn(2, 4, 7, 7), cond)
+    with pytest.raises(ValueError, match="t must lie in"):
+        frequency_errors(exact, latents, cond, t=1.0)
