@@ -33,15 +33,20 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention (or cross-attention with `context`): (B, N, D) -> (B, N, D)."""
+    """Multi-head self-attention (or cross-attention with `context`): (B, N, D) -> (B, N, D).
 
-    def __init__(self, dim: int, heads: int, context_dim: int = None):
+    qk_norm: RMS-normalise queries and keys per head (learned gains), as SD3 does; off by default.
+    """
+
+    def __init__(self, dim: int, heads: int, context_dim: int = None, qk_norm: bool = False):
         super().__init__()
         check_heads(dim, heads)
         self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(context_dim or dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
+        norm = (lambda: RMSNorm(dim // heads)) if qk_norm else nn.Identity
+        self.q_norm, self.k_norm = norm(), norm()
 
     def forward(self, x, context=None, context_mask=None, rope=None):
         """x (B, N, D); context (B, M, Dc) for cross-attention; context_mask (B, M) or (B, N) without context:
@@ -50,6 +55,7 @@ class Attention(nn.Module):
         source = x if context is None else context
         q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)
         k, v = rearrange(self.kv(source), "b m (two h d) -> two b h m d", two=2, h=self.heads)
+        q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             if context is not None:
                 raise ValueError("rotary angles apply to self-attention; cross-attention keys have no grid position.")

@@ -79,6 +79,17 @@ class CaptionDenoiser(nn.Module):
         """Rebuild the model from the config dict a checkpoint stores."""
         return cls(cls.Config(**config))
 
+    def forward_gflops(self) -> float:
+        """Multiply-accumulates of one whole forward (embeddings and text encoder included) on one latent of the
+        training size, in billions, by torch's flop counter: the same count for every architecture."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        cfg, device = self.config, next(self.parameters()).device
+        x = torch.zeros(1, cfg.in_channels, cfg.input_size, cfg.input_size, device=device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self(x, torch.full((1,), 0.5, device=device), self.null_condition())
+        return counter.get_total_flops() / 2e9
+
     def null_condition(self) -> tuple:
         """The null caption (ids, mask), each (1, max_len), on the model's device."""
         return null_caption(self.config.max_len, next(self.parameters()).device)

@@ -201,6 +201,7 @@ class MMDiT(CaptionDenoiser):
     """
 
     Config = MMDiTConfig
+    Block = MMDiTBlock  # block(dim, heads, mlp_ratio, qk_norm); the SD3 baselines swap in their own
 
     def __init__(self, config: MMDiTConfig = MMDIT_SMALL):
         super().__init__()
@@ -211,16 +212,15 @@ class MMDiT(CaptionDenoiser):
         self.text_encoder = TextEncoder(config.vocab_size, config.max_len, dim, config.text_depth, heads)
         self.pooled_embedder = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.rope = rotary_for(config.pos, dim // heads, heads, depth)
-        self.blocks = nn.ModuleList([MMDiTBlock(dim, heads, config.mlp_ratio, config.qk_norm) for _ in range(depth)])
+        self.blocks = nn.ModuleList([self.Block(dim, heads, config.mlp_ratio, config.qk_norm) for _ in range(depth)])
         self.final_layer = FinalLayer(dim, config.patch_size**2 * config.in_channels, dim)
         self.initialize_weights()
 
     def initialize_weights(self):
         # Zero-out adaLN modulation layers of both streams: every block starts as the identity.
-        for block in self.blocks:
-            for modulation in (block.modulation_x, block.modulation_c):
-                nn.init.zeros_(modulation.lin.weight)
-                nn.init.zeros_(modulation.lin.bias)
+        for modulation in (m for m in self.blocks.modules() if isinstance(m, Modulation)):
+            nn.init.zeros_(modulation.lin.weight)
+            nn.init.zeros_(modulation.lin.bias)
         # Zero-out the output layer: the untrained MMDiT predicts v = 0.
         nn.init.zeros_(self.final_layer.norm.modulation.lin.weight)
         nn.init.zeros_(self.final_layer.norm.modulation.lin.bias)

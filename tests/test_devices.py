@@ -16,6 +16,7 @@ from course_utils.flow import euler_sample, flow_matching_loss
 from course_utils.judge import Judge
 from course_utils.mmdit import TextEncoder, mmdit_small
 from course_utils.rope import POSITIONS
+from course_utils.sd3_baselines import cross_small, in_context_small
 from course_utils.unet import unet_small
 from course_utils.vae import VAE
 
@@ -28,6 +29,8 @@ DENOISERS = {
     **{f"dit adaln_zero {p}": (lambda p=p: dit_tiny(depth=2, pos=p)) for p in POSITIONS if p != "absolute"},
     **{f"dit in_context {p}": (lambda p=p: dit_tiny("in_context", depth=2, pos=p)) for p in ("rope_axial",)},
     **{f"mmdit {p}": (lambda p=p: mmdit_small(depth=2, pos=p)) for p in POSITIONS},
+    "sd3 in-context baseline": lambda: in_context_small(depth=2),
+    "sd3 cross-attention baseline": lambda: cross_small(depth=2),
 }
 
 
