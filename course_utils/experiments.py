@@ -9,8 +9,7 @@ two-object captions, pair consistency where asked, the Frechet distance, paramet
 
 A reference run keeps each finished (variant, seed) in runs/experiments/ as it goes and resumes there, so a run
 longer than one sitting loses nothing; once complete it is written to data/results/ and listed in data/SHA256SUMS.
-`summarize` and `difference` give the 95% intervals (`course_utils.stats`); `viz.plot_bands` and `viz.plot_bars`
-draw them.
+`course_utils.results` reads a result (95% intervals, paired differences, verdicts); `viz.plot_comparison` draws it.
 """
 
 import argparse
@@ -21,12 +20,12 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from .checkpoint import register_shipped, sha256_file, shipped_sums, write_atomic
+from .checkpoint import register_shipped
 from .config import DATA_DIR, FAST, REPO_DIR, get_device, seed_everything
 from .dit import CONDITIONINGS, dit_small
 from .mmdit import mmdit_small
+from .results import difference, save_result, table, verdict
 from .sd3_baselines import cross_small, in_context_small
-from .stats import mean_interval, paired_difference, pooled_proportion
 from .train import LESSON_RUN, TrainConfig, train
 from .unet import unet_small
 
@@ -35,8 +34,6 @@ SCALES = ("fast", "lesson", "reference")
 # on a GPU. A reference result says which it had.
 CPU_REFERENCE = "CPU-only reference: 2.5x the lesson's steps, 3 seeds (DESIGN asks 5x where a GPU is at hand)"
 MODES = {"single": "single", "relation": "two", "pair": "pair"}  # evaluate's caption mode -> metric name suffix
-PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "pair_consistency")  # + binomial interval
-LOWER_IS_BETTER = ("val_loss", "frechet_single", "frechet_two", "frechet_pair", "low_freq_error", "high_freq_error")
 
 
 @dataclass(frozen=True)
@@ -228,96 +225,6 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
                 save_result(result, progress)
     result["complete"] = all(result["variants"][v]["seeds"] == list(budget.seeds) for v in variants)
     return result
-
-
-def save_result(result: dict, path) -> None:
-    text = json.dumps(result, indent=1)
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-SCHEMA = ("name", "claim", "key", "command", "commit", "device", "seconds", "complete", "budget", "variants")
-
-
-def check_result(result: dict, source="result") -> dict:
-    """A result in the results schema: the top-level keys, and per variant one value per seed for every metric."""
-    missing = [k for k in SCHEMA if k not in result] if isinstance(result, dict) else list(SCHEMA)
-    if missing:
-        raise ValueError(f"{source} is not a comparison result: it lacks {', '.join(missing)}.")
-    for variant, entry in result["variants"].items():
-        n = len(entry["seeds"])
-        wrong = [m for m, values in entry["metrics"].items() if len(values) != n]
-        if wrong:
-            raise ValueError(f"{source}: variant {variant!r} has {n} seeds but not as many values of {wrong}.")
-    return result
-
-
-def load_result(name: str) -> dict:
-    """The shipped reference result data/results/NAME.json, verified against data/SHA256SUMS."""
-    file = f"results/{name}.json"
-    path = DATA_DIR / file
-    expected = shipped_sums().get(file)
-    if expected is None or not path.exists():
-        raise FileNotFoundError(f"no shipped result {file}; run `python -m course_utils.experiments {name} --scale "
-                                "reference`, or restore data/ with `git checkout -- data/`.")
-    if sha256_file(path) != expected:
-        raise ValueError(f"{path} does not match its sha256 in data/SHA256SUMS; restore it with "
-                         f"`git checkout -- data/{file} data/SHA256SUMS`.")
-    return check_result(json.loads(path.read_text()), path)
-
-
-def summarize(result: dict, metric: str) -> dict:
-    """{variant: Interval} of one metric over seeds (t interval); for adherence and pair consistency the Wilson
-    interval over all the prompts of all the seeds (`budget.n_eval` per seed)."""
-    out = {}
-    for variant, entry in result["variants"].items():
-        if metric not in entry["metrics"]:
-            raise ValueError(f"metric {metric!r} was not measured; measured: {', '.join(entry['metrics'])}.")
-        values = entry["metrics"][metric]
-        if metric in PROPORTIONS:
-            out[variant] = pooled_proportion(values, result["budget"]["n_eval"])
-        else:
-            out[variant] = mean_interval(values)
-    return out
-
-
-def difference(result: dict, metric: str = None, a: str = None, b: str = None):
-    """The paired difference a - b of a metric over the shared seeds, with its 95% t interval (default: the key)."""
-    key_metric, key_a, key_b = result["key"]
-    metric, a, b = metric or key_metric, a or key_a, b or key_b
-    for v in (a, b):
-        if v not in result["variants"]:
-            raise ValueError(f"variant {v!r} is not in this result; it has {', '.join(result['variants'])}.")
-    va, vb = (result["variants"][v] for v in (a, b))
-    shared = [s for s in va["seeds"] if s in vb["seeds"]]
-    pick = lambda entry: [entry["metrics"][metric][entry["seeds"].index(s)] for s in shared]  # noqa: E731
-    return paired_difference(pick(va), pick(vb))
-
-
-def verdict(result: dict, metric: str = None, a: str = None, b: str = None) -> str:
-    """"reproduced", "not reproduced" (the interval excludes zero on the other side) or "inconclusive" for the claim
-    that a is better than b on the metric (lower for losses and distances, higher otherwise)."""
-    metric = metric or result["key"][0]
-    d = difference(result, metric, a, b)
-    if not d.excludes_zero():
-        return "inconclusive"
-    better = d.mean < 0 if metric in LOWER_IS_BETTER else d.mean > 0
-    return "reproduced" if better else "not reproduced"
-
-
-def table(result: dict, metrics=("val_loss", "adherence_single", "adherence_two", "params", "gflops")) -> str:
-    """A text table: one row per variant, each metric as mean [95% interval]."""
-    metrics = [m for m in metrics if m in next(iter(result["variants"].values()))["metrics"]]
-    columns = {m: summarize(result, m) for m in metrics}
-    lines = [f"{'variant':>16} | " + " | ".join(f"{m:>24}" for m in metrics)]
-    for variant in result["variants"]:
-        cells = []
-        for m in metrics:
-            i = columns[m][variant]
-            cells.append(f"{i.mean / 1e6:>22.2f} M" if m == "params" else
-                         f"{i.mean:>8.1%} [{i.low:.1%}, {i.high:.1%}]" if m in PROPORTIONS else
-                         f"{i.mean:>8.4f} [{i.low:.4f}, {i.high:.4f}]")
-        lines.append(f"{variant:>16} | " + " | ".join(f"{c:>24}" for c in cells))
-    return "\n".join(lines)
 
 
 def main(argv=None):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .data import to_float
-from .experiments import PROPORTIONS, summarize
+from .results import PROPORTIONS, summarize
 from .stats import mean_interval
 
 
@@ -122,3 +122,17 @@ def plot_bars(results: dict, metric: str = "val_loss", ax=None):
         ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_comparison(results: dict, metric: str = "val_loss"):
+    """A comparison at a glance: one panel of validation curves with bands per result ({label: result}, e.g. your
+    run and the reference), then the metric as bars with 95% error bars, all results side by side."""
+    fig, axes = plt.subplots(1, len(results) + 1, figsize=(5 * (len(results) + 1), 3.4))
+    for ax, (label, result) in zip(axes, results.items()):
+        plot_bands(result, ax=ax)
+        budget = result["budget"]
+        ax.set_title(f"{label}: {budget['steps']} steps x {len(budget['seeds'])} seeds", fontsize=9)
+    plot_bars(results, metric, ax=axes[-1])
+    axes[-1].set_title(f"final {metric.replace('_', ' ')}, 95% intervals", fontsize=9)
+    fig.tight_layout()
+    return fig

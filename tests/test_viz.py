@@ -49,7 +49,7 @@ def test_plot_curves_draws_one_line_per_history():
 
 
 def test_comparison_plots_draw_bands_and_error_bars_that_match_the_intervals():
-    from course_utils.experiments import summarize
+    from course_utils.results import summarize
     from course_utils.viz import plot_bands, plot_bars
 
     def result(offset):

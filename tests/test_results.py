@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from course_utils import checkpoint, results
+from course_utils.results import check_result, difference, load_result, save_result, summarize, table, verdict
+
+
+def fake_result(a_losses, b_losses, seeds=(0, 1, 2)):
+    variants = {name: {"seeds": list(seeds), "metrics": {"val_loss": list(losses),
+                                                        "adherence_single": [0.5] * len(seeds)}}
+                for name, losses in (("a", a_losses), ("b", b_losses))}
+    return {"name": "toy", "claim": "a beats b", "key": ["val_loss", "a", "b"], "command": "", "commit": "",
+            "device": "cpu", "seconds": 0.0, "complete": True, "budget": {"n_eval": 10}, "variants": variants}
+
+
+def test_difference_and_verdict_read_the_paired_interval():
+    better = fake_result([0.60, 0.70, 0.65], [0.62, 0.72, 0.68])  # a lower on every seed
+    d = difference(better)
+    assert abs(d.mean - (-0.07 / 3)) < 1e-12 and d.high < 0
+    assert verdict(better) == "reproduced"
+    assert verdict(fake_result([0.62, 0.72, 0.68], [0.60, 0.70, 0.65])) == "not reproduced"
+    assert verdict(fake_result([0.60, 0.72, 0.65], [0.62, 0.70, 0.65])) == "inconclusive"
+    assert verdict(better, "adherence_single", "a", "b") == "inconclusive"  # equal adherence
+    assert "a" in table(better) and "[" in table(better)
+
+
+def test_summarize_gives_adherence_the_binomial_interval_over_all_prompts():
+    result = fake_result([0.6, 0.7, 0.65], [0.6, 0.7, 0.65])
+    adherence = summarize(result, "adherence_single")["a"]
+    assert adherence.n == 30 and adherence.mean == 0.5  # 3 seeds x 10 prompts
+    assert summarize(result, "val_loss")["a"].n == 3
+    with pytest.raises(ValueError, match="metric 'frechet' was not measured"):
+        summarize(result, "frechet")
+
+
+def test_the_schema_round_trips_and_a_broken_result_is_named(tmp_path):
+    result = fake_result([0.6, 0.7, 0.65], [0.6, 0.7, 0.65])
+    save_result(result, tmp_path / "toy.json")
+    assert check_result(json.loads((tmp_path / "toy.json").read_text())) == result
+    result["variants"]["b"]["metrics"]["val_loss"].pop()
+    with pytest.raises(ValueError, match="variant 'b' has 3 seeds but not as many values of \\['val_loss'\\]"):
+        check_result(result)
+    with pytest.raises(ValueError, match="lacks claim"):
+        check_result({k: v for k, v in result.items() if k != "claim"})
+
+
+def test_load_result_verifies_the_checksum(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint, "SUMS_FILE", tmp_path / "SHA256SUMS")
+    with pytest.raises(FileNotFoundError, match="no shipped result results/toy.json"):
+        load_result("toy")
+    save_result(fake_result([0.6, 0.7, 0.65], [0.6, 0.7, 0.65]), tmp_path / "results" / "toy.json")
+    checkpoint.register_shipped("results/toy.json")
+    assert load_result("toy")["name"] == "toy"
+    path = tmp_path / "results" / "toy.json"
+    path.write_text(path.read_text().replace("a beats b", "b beats a"))
+    with pytest.raises(ValueError, match="does not match its sha256"):
+        load_result("toy")
