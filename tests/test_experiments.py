@@ -3,11 +3,11 @@ import json
 import pytest
 from test_results import fake_result
 
-TINY = Scale(steps=3, seeds=(0,), batch_size=8, n_eval=4, n_val=16)
-
 from course_utils import experiments
-from course_utils.experiments import COMPARISONS, get_comparison, run_comparison, run_variant, scale_of
+from course_utils.experiments import COMPARISONS, Scale, get_comparison, run_comparison, run_variant, scale_of
 from course_utils.results import difference
+
+TINY = Scale(steps=3, seeds=(0,), batch_size=8, n_eval=4, n_val=16)
 
 
 def test_unknown_comparisons_variants_and_scales_are_refused_by_name():
