@@ -138,8 +138,10 @@ def scale_of(comparison: Comparison, scale: str) -> Scale:
     return getattr(comparison, scale)
 
 
-def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, data: dict, device=None) -> dict:
-    """Train one variant with one seed and measure it: {metric: value, "curve": [[step, val_loss], ...]}."""
+def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, data: dict, device=None,
+                keep: dict = None) -> dict:
+    """Train one variant with one seed and measure it: {metric: value, "curve": [[step, val_loss], ...]}.
+    keep: a dict that receives the trained model under (variant, seed), in eval mode (to sample from it)."""
     from .metrics import evaluate  # metrics loads the judge; imported here so the module imports light
 
     device = device or get_device()
@@ -164,6 +166,8 @@ def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, d
         if mode == "pair":
             out["pair_consistency"] = result["pair_consistency"]
     out["seconds"] = time.time() - start
+    if keep is not None:
+        keep[(variant, seed)] = model
     return out
 
 
@@ -182,11 +186,13 @@ def _commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Path = None, device=None) -> dict:
+def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Path = None, device=None,
+                   keep: dict = None) -> dict:
     """Run every (variant, seed) of a comparison at a scale; returns the result in the results schema (DESIGN).
 
     variants: a subset of the variant names (default all). progress: a JSON file that keeps each finished
-    (variant, seed) and is resumed from, if its budget is the same.
+    (variant, seed) and is resumed from, if its budget is the same. keep: a dict that receives each model trained
+    here under (variant, seed).
     """
     comparison = get_comparison(name)
     budget = scale_of(comparison, scale)
@@ -216,7 +222,7 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
             if seed in entry["seeds"]:
                 continue
             data = data or _load_data(device)
-            measured = run_variant(comparison, variant, seed, budget, data, device)
+            measured = run_variant(comparison, variant, seed, budget, data, device, keep)
             entry["seeds"].append(seed)
             for metric, value in measured.items():
                 entry["metrics"].setdefault(metric, []).append(value)

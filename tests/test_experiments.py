@@ -32,7 +32,7 @@ def test_the_reference_scale_follows_the_protocol():
 def test_a_run_keeps_each_finished_seed_and_resumes_without_repeating_it(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(comparison, variant, seed, scale, data, device=None):
+    def fake_run(comparison, variant, seed, scale, data, device=None, keep=None):
         calls.append((variant, seed))
         return {"val_loss": 1.0 + seed + (variant == "adaln"), "seconds": 1.0}
 
@@ -55,7 +55,9 @@ def test_one_variant_run_is_deterministic_and_measures_every_metric():
 
     data = _load_data("cpu")
     comparison = COMPARISONS["conditioning"]
-    first = run_variant(comparison, "adaln", 0, TINY, data, "cpu")
+    kept = {}
+    first = run_variant(comparison, "adaln", 0, TINY, data, "cpu", keep=kept)
+    assert list(kept) == [("adaln", 0)] and not kept["adaln", 0].training
     second = run_variant(comparison, "adaln", 0, TINY, data, "cpu")
     first.pop("seconds"), second.pop("seconds")
     assert first == second
