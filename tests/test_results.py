@@ -58,3 +58,21 @@ def test_load_result_verifies_the_checksum(tmp_path, monkeypatch):
     path.write_text(path.read_text().replace("a beats b", "b beats a"))
     with pytest.raises(ValueError, match="does not match its sha256"):
         load_result("toy")
+
+
+def test_the_readme_states_each_shipped_claims_status_as_its_result_gives_it():
+    import re
+
+    from course_utils.config import REPO_DIR
+    from course_utils.experiments import COMPARISONS
+
+    readme = (REPO_DIR / "README.md").read_text()
+    section = readme.split("## The lecture's claims, measured")[1].split("\n## ")[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\|[^|]*\|[^|]*\| `(\w+)` \| \*\*([a-z ]+)\*\* \|", section,
+                                                         re.MULTILINE)}
+    assert set(COMPARISONS) <= set(rows), "one README row per comparison"
+    for name, status in rows.items():
+        if name in COMPARISONS:
+            assert status == verdict(load_result(name)), name
+        else:  # a claim the course states but has no experiment for yet
+            assert status == "open", name
