@@ -16,12 +16,13 @@ PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "pair_cons
 LOWER_IS_BETTER = ("val_loss", "frechet_single", "frechet_two", "frechet_pair", "low_freq_error", "high_freq_error")
 
 
+SCHEMA = ("name", "claim", "key", "command", "commit", "device", "seconds", "complete", "budget", "variants")
+
+
 def save_result(result: dict, path) -> None:
+    """Write a result as JSON, atomically (an interrupted write leaves the old file)."""
     text = json.dumps(result, indent=1)
     write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-SCHEMA = ("name", "claim", "key", "command", "commit", "device", "seconds", "complete", "budget", "variants")
 
 
 def check_result(result: dict, source="result") -> dict:
