@@ -30,7 +30,12 @@ class Interval(NamedTuple):
         return self.low > 0 or self.high < 0
 
     def __str__(self) -> str:
-        return f"{self.mean:.4g} [{self.low:.4g}, {self.high:.4g}] (95%, n={self.n})"
+        return format(self, ".4g")
+
+    def __format__(self, spec: str) -> str:
+        """f"{interval:.1%}" -> "29.6% [25.8%, 33.7%] (95%, n=500)": the spec formats the mean and both bounds."""
+        spec = spec or ".4g"
+        return f"{self.mean:{spec}} [{self.low:{spec}}, {self.high:{spec}}] (95%, n={self.n})"
 
 
 def _t_cdf(x: float, df: int) -> float:

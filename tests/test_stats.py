@@ -90,3 +90,9 @@ def test_pooled_adherence_counts_every_prompt_of_every_seed():
 def test_bad_input_is_refused(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_an_interval_prints_its_mean_bounds_and_sample_size_in_any_format():
+    interval = wilson_interval(148, 500)
+    assert f"{interval:.1%}" == "29.6% [25.8%, 33.7%] (95%, n=500)"
+    assert str(mean_interval([1.0, 2.0, 3.0])) == "2 [-0.4841, 4.484] (95%, n=3)"
