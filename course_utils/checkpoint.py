@@ -83,9 +83,13 @@ def save_model(path, model: torch.nn.Module, step: int = 0, half: bool = False, 
     return save_checkpoint(path, state, config, step, builder_name(model), vae_sha256)
 
 
+def _is_sha256(digest) -> bool:
+    return isinstance(digest, str) and len(digest) == 64 and all(ch in "0123456789abcdef" for ch in digest)
+
+
 def check_sha256(digest, name: str) -> str:
     """digest if it is a sha256 in hex (64 lowercase hex digits), else a ValueError naming `name`."""
-    if not isinstance(digest, str) or len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+    if not _is_sha256(digest):
         raise ValueError(f"{name} must be a sha256 (64 lowercase hex digits, as sha256sum prints), got {digest!r:.80}.")
     return digest
 
@@ -172,7 +176,7 @@ def shipped_sums() -> dict:
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or len(parts[0]) != 64 or any(ch not in "0123456789abcdef" for ch in parts[0]):
+        if len(parts) != 2 or not _is_sha256(parts[0]):
             raise ValueError(f"{SUMS_FILE} line {number} is not '<sha256>  <file>' (the sha256sum format): {line!r}; "
                              "restore it with `git checkout -- data/SHA256SUMS`.")
         sums[parts[1].lstrip("*")] = parts[0]

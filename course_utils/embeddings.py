@@ -59,6 +59,9 @@ class CaptionEmbedder(nn.Module):
         return (self.word(ids) + self.position[:, : ids.shape[1]]) * mask[..., None]
 
     def forward(self, ids, mask):
+        if not hasattr(self, "pool"):
+            raise RuntimeError("this CaptionEmbedder was built with pooled=False: it gives word tokens only "
+                               "(.tokens), no pooled caption vector.")
         pooled = self.pool(self.tokens(ids, mask).flatten(1))  # (B, hidden)
         return torch.where(mask.any(1, keepdim=True), pooled, self.null.expand_as(pooled))
 

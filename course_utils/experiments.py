@@ -33,7 +33,7 @@ SCALES = ("fast", "lesson", "reference")
 # The reference budgets below are 2.5x the lesson's steps, the most that fit a session on 2 CPU cores; DESIGN asks 5x
 # on a GPU. A reference result says which it had.
 CPU_REFERENCE = "CPU-only reference: 2.5x the lesson's steps, 3 seeds (DESIGN asks 5x where a GPU is at hand)"
-MODES = {"single": "single", "relation": "two", "pair": "pair"}  # evaluate's caption mode -> metric name suffix
+MODE_SUFFIX = {"single": "single", "relation": "two", "pair": "pair"}  # evaluate's caption mode -> metric suffix
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,8 @@ def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, d
     for mode in comparison.modes:
         result = evaluate(model, n=scale.n_eval, mode=mode, cfg_scale=comparison.cfg_scale, seed=seed,
                           vae=data["vae"], judge=data["judge"])
-        out[f"adherence_{MODES[mode]}"], out[f"frechet_{MODES[mode]}"] = result["adherence"], result["frechet"]
+        suffix = MODE_SUFFIX[mode]
+        out[f"adherence_{suffix}"], out[f"frechet_{suffix}"] = result["adherence"], result["frechet"]
         if mode == "pair":
             out["pair_consistency"] = result["pair_consistency"]
     out["seconds"] = time.time() - start

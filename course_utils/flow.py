@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from .data import Tokenizer
+from .data import Tokenizer, check_count
 from .vae import load_vae
 
 SCHEDULES = ("uniform", "logit_normal")
@@ -218,9 +218,8 @@ def caption_batch(model, captions: list, seed: int = 0, latent_size: int = None)
                          f"{captions!r:.60}.")
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}.")
-    if latent_size is not None and (not isinstance(latent_size, numbers.Integral) or latent_size < 1):
-        raise ValueError(f"latent_size must be a positive integer (the latent side; images are 4x it), got "
-                         f"{latent_size!r}.")
+    if latent_size is not None:
+        check_count("latent_size", latent_size, "latent pixels per side (images are 4x it)")
     cfg = model.config
     side = latent_size or cfg.input_size
     noise = torch.randn(len(captions), cfg.in_channels, side, side, generator=torch.Generator().manual_seed(seed))
@@ -245,8 +244,7 @@ def generate(model, captions: list, vae=None, steps: int = 25, cfg_scale: float 
              latent_size: int = None, batch_size: int = 250) -> torch.Tensor:
     """Sample one image per caption with Euler steps (and CFG against model.null_condition()), decoded by the VAE:
     (n, 3, 4 s, 4 s) in [-1, 1] (see caption_batch). The model's train/eval mode is kept."""
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer (captions sampled at once), got {batch_size!r}.")
+    check_count("batch_size", batch_size, "captions sampled at once")
     noise, (ids, mask) = caption_batch(model, captions, seed, latent_size)
     vae = vae or load_vae()
     device, vae_device = next(model.parameters()).device, next(vae.parameters()).device

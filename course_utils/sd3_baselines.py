@@ -20,7 +20,7 @@ from dataclasses import replace
 import torch.nn as nn
 
 from .adaln import Modulation, gated_residual, modulate
-from .attention import Attention, Mlp
+from .attention import Attention, Mlp, block_macs
 from .mmdit import MMDIT_SMALL, MMDiT, MMDiTBlock
 
 
@@ -63,12 +63,10 @@ class CrossDiTBlock(nn.Module):
 
 
 class InContextDiT(MMDiT):
-    """SD3's "DiT" baseline: one set of weights over [image; text] (in-context conditioning, adaLN-Zero)."""
+    """SD3's "DiT" baseline: one set of weights over [image; text] (in-context conditioning, adaLN-Zero).
+    Tied weights do the MMDiT's arithmetic, so `gflops` is the MMDiT's."""
 
     Block = SharedBlock
-
-    def gflops(self) -> float:
-        return self.forward_gflops()
 
 
 class CrossDiT(MMDiT):
@@ -77,7 +75,11 @@ class CrossDiT(MMDiT):
     Block = CrossDiTBlock
 
     def gflops(self) -> float:
-        return self.forward_gflops()
+        """Multiply-accumulates per image of the blocks, in billions: a transformer block on the N image tokens with
+        a cross-attention layer to the M = 1 + L text tokens, and one modulation (6 D^2) per block."""
+        cfg = self.config
+        n, m, d = (cfg.input_size // cfg.patch_size) ** 2, 1 + cfg.max_len, cfg.dim
+        return len(self.blocks) * (block_macs(n, d, cfg.mlp_ratio, context=m) + 6 * d * d) / 1e9
 
 
 def in_context_small(**overrides) -> InContextDiT:

@@ -9,7 +9,6 @@ data/results/lr_scaling.json.
 """
 
 import json
-import math
 import subprocess
 import time
 from dataclasses import replace
@@ -21,19 +20,12 @@ from course_utils.checkpoint import register_shipped, write_atomic
 from course_utils.config import DATA_DIR, get_device
 from course_utils.latents import load_latents
 from course_utils.mmdit import mmdit_small
+from course_utils.stats import mean_interval
 from course_utils.train import MMDIT_RUN, train
 
 BASE = replace(MMDIT_RUN, batch_size=64, lr=2e-3, steps=1200, warmup=50, ema_decay=None, val_every=10**9)
 RULES = {"kept": 1.0, "square root": 2.0, "linear": 4.0}
 SEEDS = (0, 1, 2)
-
-
-def interval(values: list) -> tuple:
-    """Mean and the half-width of a 95% t-interval over seeds."""
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(n, 2.0) * sd / math.sqrt(n)
 
 
 def main():
@@ -52,8 +44,7 @@ def main():
             history = train(model, data.latents, (data.ids, data.mask), config=replace(config, seed=seed),
                             val=held_out, desc=f"{name}, seed {seed}")
             losses.append(history.final_val_loss())
-        mean, half = interval(losses)
-        print(f"{name:>26}: val loss {mean:.4f} +- {half:.4f} (95%, {len(SEEDS)} seeds)")
+        print(f"{name:>26}: val loss {mean_interval(losses):.4f} (over seeds)")
         results[name] = {"seeds": list(SEEDS), "lr": config.lr, "batch_size": config.batch_size,
                          "steps": config.steps, "metrics": {"val_loss": losses}}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -65,3 +65,11 @@ def test_every_denoiser_refuses_inputs_that_break_the_contract(build):
     for args, message in cases.values():  # the keys say what each case breaks
         with pytest.raises(ValueError, match=message):
             model(*args)
+
+
+def test_a_word_token_embedder_refuses_to_pool():
+    words_only = CaptionEmbedder(len(Tokenizer().vocab), 12, 32, pooled=False)
+    ids, mask = torch.zeros(2, 12, dtype=torch.long), torch.ones(2, 12, dtype=torch.bool)
+    assert words_only.tokens(ids, mask).shape == (2, 12, 64)
+    with pytest.raises(RuntimeError, match="pooled=False"):
+        words_only(ids, mask)

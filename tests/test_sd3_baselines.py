@@ -87,3 +87,17 @@ def test_qk_norm_makes_attention_blind_to_the_scale_of_queries_and_keys():
     assert torch.allclose(attn(x), before, atol=1e-5)
     plain = Attention(32, 4)
     assert isinstance(plain.q_norm, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("build", [in_context_small, cross_small, mmdit_small])
+def test_gflops_of_the_blocks_match_the_flop_counter(build):
+    from flops import math_attention
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build()
+    x, t = torch.randn(1, 4, 8, 8), torch.rand(1)
+    tokens, text, mask, y, angles, _ = model.encode(x, t, model.null_condition())
+    with torch.no_grad(), math_attention(), FlopCounterMode(display=False) as counter:
+        for block in model.blocks:
+            tokens, text = block(tokens, text, y, mask, None)
+    assert model.gflops() == pytest.approx(counter.get_total_flops() / 2e9, rel=1e-9)
