@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from .checkpoint import register_shipped
+from .checkpoint import load_model, register_shipped
 from .config import DATA_DIR, FAST, REPO_DIR, get_device, seed_everything
 from .dit import CONDITIONINGS, dit_small
+from .latents import load_latents
+from .metrics import evaluate, frequency_errors
 from .mmdit import mmdit_small
 from .results import difference, save_result, table, verdict
 from .sd3_baselines import cross_small, in_context_small
@@ -72,8 +74,6 @@ class Comparison:
 
 
 def _frequency_probe(model, val) -> dict:
-    from .metrics import frequency_errors
-
     latents, cond = val
     return frequency_errors(model, latents, cond)
 
@@ -142,8 +142,6 @@ def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, d
                 keep: dict = None) -> dict:
     """Train one variant with one seed and measure it: {metric: value, "curve": [[step, val_loss], ...]}.
     keep: a dict that receives the trained model under (variant, seed), in eval mode (to sample from it)."""
-    from .metrics import evaluate  # metrics loads the judge; imported here so the module imports light
-
     device = device or get_device()
     seed_everything(seed)
     model = comparison.variants[variant]().to(device)
@@ -173,9 +171,6 @@ def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, d
 
 
 def _load_data(device) -> dict:
-    from .checkpoint import load_model
-    from .latents import load_latents
-
     train_set, val_set = load_latents("train", verbose=False), load_latents("val", verbose=False)
     return {"latents": train_set.latents, "cond": (train_set.ids, train_set.mask),
             "val": (val_set.latents, (val_set.ids, val_set.mask)),
