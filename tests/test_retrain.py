@@ -105,6 +105,7 @@ def test_batch_size_rescales_the_recipe_by_the_square_root_rule():
     assert bigger.batch_size == 512 and bigger.lr == pytest.approx(2 * cpu.lr) and bigger.steps == cpu.steps
     gpu = denoiser_run("mmdit", device="cuda")  # the measured large-batch recipe
     assert (gpu.batch_size, gpu.lr, gpu.steps) == (1024, 3e-3, 4500)
+    assert denoiser_run("mmdit", device="cpu", gpu_recipe=True) == gpu  # --gpu-recipe: the same run on the CPU
 
 
 def test_a_diverging_run_stops_and_installs_nothing(data_copy, tmp_path):
