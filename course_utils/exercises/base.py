@@ -8,9 +8,9 @@ a value or a choice) that the check reads. A solutions file holds the same cells
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 NOT_ANSWERED = "not answered yet: fill in the exercise cell above, run it, then run this check again."
 BLOCK = re.compile(r"^# %% exercise (\S+)[ \t]*$", re.MULTILINE)

@@ -98,8 +98,9 @@ def steps_against_width(width_steps: int = 100) -> dict:
     for name, kw in EQUAL_COMPUTE.items():
         torch.manual_seed(0)
         steps = round(width_steps * flops["width"] / flops[name])
-        history = train(dit_tiny(**kw), data.latents, (data.ids, data.mask), val=held_out, desc=f"exercise 00.4: {name}",
-                        config=replace(LESSON_RUN, steps=steps, warmup=steps // 10, val_every=steps, seed=0))
+        run = replace(LESSON_RUN, steps=steps, warmup=steps // 10, val_every=steps, seed=0)
+        history = train(dit_tiny(**kw), data.latents, (data.ids, data.mask), config=run, val=held_out,
+                        desc=f"exercise 00.4: {name}")
         result[name] = (steps, history.final_val_loss())
     return result
 

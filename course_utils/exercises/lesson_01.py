@@ -8,8 +8,17 @@ import torch
 import torch.nn as nn
 
 from ..data import render_shapes, to_float
-from ..receptive_field import (build_stack, conv, effective_receptive_field, erf_std, layers_to_see, pool,
-                               receptive_field, receptive_field_table, stack_layers)
+from ..receptive_field import (
+    build_stack,
+    conv,
+    effective_receptive_field,
+    erf_std,
+    layers_to_see,
+    pool,
+    receptive_field,
+    receptive_field_table,
+    stack_layers,
+)
 from .base import Wrong, call, choice, exercise
 
 MIXED_STACK = [conv(5), pool(2), conv(3, dilation=2), pool(3, 2), conv(3)]
@@ -39,8 +48,9 @@ def check_smallest_depth(smallest_depth):
             got, expected = call(smallest_depth, target, every), layers_to_see(target, downsample_every=every)
             if got != expected:
                 field = receptive_field(stack_layers(got, downsample_every=every)) if isinstance(got, int) else None
-                raise Wrong(f"smallest_depth({target}, downsample_every={every}) gave {got!r}"
-                            + (f", whose field is {field} px" if field else "") + f"; the smallest depth is {expected}.")
+                whose = f", whose field is {field} px" if field else ""
+                raise Wrong(f"smallest_depth({target}, downsample_every={every}) gave {got!r}{whose}; the smallest "
+                            f"depth is {expected}.")
     plain, pooled = layers_to_see(32), layers_to_see(32, downsample_every=1)
     return f"a 32x32 image takes {plain} plain 3x3 layers, or {pooled} with a pool after every layer."
 
