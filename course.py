@@ -5,13 +5,16 @@
     python3 course.py test    set everything up and run the whole test suite: unit tests and every notebook
 
 Extra arguments after `test` go to pytest (e.g. `python3 course.py test -k tokenizer`).
-Env TORCH_INDEX_URL picks the torch build on first install (e.g. https://download.pytorch.org/whl/cpu).
+The first install picks the torch build: on Linux without an NVIDIA driver the CPU build from PyTorch's CPU index,
+elsewhere the default one from PyPI. Env TORCH_INDEX_URL overrides (an index URL from pytorch.org's selector).
 """
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -20,6 +23,57 @@ VENV = ROOT / ".venv"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 STAMP = VENV / ".course-installed"
 PYTEST_ARGS = ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=600", "--durations=10", "tests", "notebooks"]
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+CUDA_SIZE = "several GB download, about 6 GB venv"
+
+
+def torch_index(platform, has_nvidia_driver, env, reachable):
+    """Choose where the first install takes torch from; returns (extra index URL or None for PyPI, a line to print).
+
+    platform is sys.platform; env the environment; reachable(url) -> bool probes an index and is called only
+    on the CPU route (Linux without an NVIDIA driver).
+    """
+    if env.get("TORCH_INDEX_URL"):
+        return env["TORCH_INDEX_URL"], f"installing torch from TORCH_INDEX_URL={env['TORCH_INDEX_URL']}"
+    if not platform.startswith("linux"):
+        return None, "installing torch from PyPI (its build for this system, a few hundred MB download)"
+    if has_nvidia_driver:
+        return None, f"NVIDIA driver found: installing torch's CUDA build from PyPI ({CUDA_SIZE})"
+    if not reachable(CPU_INDEX):
+        return None, f"{CPU_INDEX} cannot be reached: installing torch from PyPI instead, the CUDA build ({CUDA_SIZE})"
+    return CPU_INDEX, "no NVIDIA driver: installing torch's CPU build (about 200 MB download, 1.5 GB venv in all)"
+
+
+def has_nvidia_driver():
+    """Linux's sign of an NVIDIA driver: its /proc entry, or nvidia-smi on PATH."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def reachable(url, timeout=5):
+    """True when `url` answers within `timeout` seconds (headers only; the body is not read)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status < 400
+    except (OSError, ValueError):
+        return False
+
+
+def lab_command(python, is_root, has_display):
+    """The JupyterLab command line, and the lines to print before it: --allow-root as root, --no-browser without a
+    display."""
+    cmd, notes = [python, "-m", "jupyter", "lab", "notebooks/00_start_here.ipynb"], []
+    if is_root:
+        cmd.append("--allow-root")
+        notes.append("warning: running as root, so Jupyter gets --allow-root (fine in a container; else use your user)")
+    if not has_display:
+        cmd.append("--no-browser")
+        notes.append("no display, so no browser starts: open the http://127.0.0.1:... URL that Jupyter prints below")
+    return cmd, notes
+
+
+def has_display(platform, env):
+    """Linux needs an X or Wayland display to open a browser; macOS and Windows always have one."""
+    return not platform.startswith("linux") or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
 def run(*cmd, env=None):
@@ -28,14 +82,23 @@ def run(*cmd, env=None):
 
 
 def ensure_venv():
-    """Create .venv and install the course with its dev extra, again only when pyproject.toml changes."""
+    """Create .venv and install the course with its dev extra, again only when pyproject.toml changes.
+
+    torch's build is chosen only while .venv has none; a torch already there is kept."""
     if not PYTHON.exists():
         print(f"creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
-    extra = ["--extra-index-url", os.environ["TORCH_INDEX_URL"]] if os.environ.get("TORCH_INDEX_URL") else []
+    extra = []
+    find_torch = "import importlib.util, sys; sys.exit(not importlib.util.find_spec('torch'))"
+    if subprocess.call([PYTHON, "-c", find_torch]) != 0:  # no torch in .venv yet
+        index, message = torch_index(sys.platform, has_nvidia_driver(), os.environ, reachable)
+        print(message, flush=True)
+        extra = ["--extra-index-url", index] if index else []
+    else:
+        print("torch is already in .venv: keeping it", flush=True)
     if run(PYTHON, "-m", "pip", "install", "-e", ".[dev]", *extra) != 0:
         sys.exit("installing the course into .venv failed; see pip's message above.")
     STAMP.write_text(wanted)
@@ -47,7 +110,11 @@ def main():
         sys.exit(__doc__)
     ensure_venv()
     if command == "lab":
-        sys.exit(run(PYTHON, "-m", "jupyter", "lab", "notebooks/00_start_here.ipynb"))
+        cmd, notes = lab_command(PYTHON, hasattr(os, "geteuid") and os.geteuid() == 0,
+                                 has_display(sys.platform, os.environ))
+        for note in notes:
+            print(note, flush=True)
+        sys.exit(run(*cmd))
     env = {**os.environ, "COURSE_FAST": "1"}
     sys.exit(run(PYTHON, "-m", "pytest", *PYTEST_ARGS, *sys.argv[2:], env=env))
 

@@ -1,13 +1,15 @@
 """Real-browser harness for the explorers: a throwaway JupyterLab server driven by headless Chromium.
 
 `explorer_notebook` gathers every lesson cell tagged "explorer" into one notebook; `jupyter_lab_page` runs a
-notebook in JupyterLab and hands the playwright page to the test. On CI (env CI=true) a missing Chromium fails
-the run instead of skipping the browser tests.
+notebook in JupyterLab and hands the playwright page to the test. Env CHROMIUM names the browser binary (default:
+`chromium` on PATH). Without it the browser tests skip and conftest.py says so at the end of the run; on CI
+(env CI=true) a missing Chromium fails the run instead.
 """
 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +24,7 @@ import psutil
 import pytest
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")  # env CHROMIUM wins
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -123,7 +125,8 @@ def require_chromium() -> None:
     """Skip without Chromium, except on CI (CI=true), where the browser layer must run: fail with the remedy."""
     if CHROMIUM.exists():
         return
-    message = f"chromium not found at {CHROMIUM}: apt-get install chromium (.ci/run installs it)"
+    message = (f"chromium not found at {CHROMIUM}, so the widgets go untested: apt-get install chromium, "
+               "or set CHROMIUM=/path/to/chromium (.ci/run installs it)")
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
