@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""The course's two commands, on any machine that has python3 (Linux, macOS, Windows):
+"""The course's commands, on any machine that has python3 (Linux, macOS, Windows):
 
-    python3 course.py lab     set everything up in .venv (first run only) and open the lessons in JupyterLab
-    python3 course.py test    set everything up and run the whole test suite: unit tests and every notebook
+    python3 course.py lab       set everything up in .venv (first run only) and open the lessons in JupyterLab
+    python3 course.py test      set everything up and run the whole test suite: unit tests and every notebook
+    python3 course.py gallery   serve every explorer on one page without code (Voila, on 127.0.0.1), for lecturing
 
-Extra arguments after `test` go to pytest (e.g. `python3 course.py test -k tokenizer`).
+Extra arguments after `test` go to pytest (e.g. `python3 course.py test -k tokenizer`), after `gallery` to Voila
+(e.g. `python3 course.py gallery --port=9000`).
 The first install picks the torch build: on Linux without an NVIDIA driver the CPU build from PyTorch's CPU index,
 elsewhere the default one from PyPI. Env TORCH_INDEX_URL overrides (an index URL from pytorch.org's selector).
 """
@@ -25,6 +27,8 @@ STAMP = VENV / ".course-installed"
 PYTEST_ARGS = ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=600", "--durations=10", "tests", "notebooks"]
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CUDA_SIZE = "several GB download, about 6 GB venv"
+GALLERY = "notebooks/gallery.ipynb"
+GALLERY_OPTIONS = {"--Voila.ip": "127.0.0.1", "--strip_sources": "True"}  # Voila's port: 8866, or the next free one
 
 
 def torch_index(platform, has_nvidia_driver, env, reachable):
@@ -71,6 +75,22 @@ def lab_command(python, is_root, has_display):
     return cmd, notes
 
 
+def gallery_command(python, has_display, extra=()):
+    """The Voila command line that serves notebooks/gallery.ipynb without its code on 127.0.0.1, and the lines to
+    print before it: --no-browser without a display. `extra` goes last (e.g. --port=9000); an option it names
+    replaces the default (e.g. --Voila.ip=0.0.0.0), since Voila rejects an option given twice.
+
+    Voila, unlike Jupyter, has no root check, so root needs no flag."""
+    named = {arg.split("=", 1)[0] for arg in extra}
+    cmd = [python, "-m", "voila", GALLERY, *(f"{opt}={value}" for opt, value in GALLERY_OPTIONS.items()
+                                            if opt not in named)]
+    notes = []
+    if not has_display:
+        cmd.append("--no-browser")
+        notes.append("no display, so no browser starts: open the http://127.0.0.1:... URL that Voila prints below")
+    return cmd + list(extra), notes
+
+
 def has_display(platform, env):
     """Linux needs an X or Wayland display to open a browser; macOS and Windows always have one."""
     return not platform.startswith("linux") or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
@@ -106,9 +126,14 @@ def ensure_venv():
 
 def main():
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command not in ("lab", "test"):
+    if command not in ("lab", "test", "gallery"):
         sys.exit(__doc__)
     ensure_venv()
+    if command == "gallery":
+        cmd, notes = gallery_command(PYTHON, has_display(sys.platform, os.environ), sys.argv[2:])
+        for note in notes:
+            print(note, flush=True)
+        sys.exit(run(*cmd))
     if command == "lab":
         cmd, notes = lab_command(PYTHON, hasattr(os, "geteuid") and os.geteuid() == 0,
                                  has_display(sys.platform, os.environ))

@@ -1,7 +1,8 @@
-"""Real-browser harness for the explorers: a throwaway JupyterLab server driven by headless Chromium.
+"""Real-browser harness for the explorers: a throwaway JupyterLab or Voila server driven by headless Chromium.
 
 `explorer_notebook` gathers every lesson cell tagged "explorer" into one notebook; `jupyter_lab_page` runs a
-notebook in JupyterLab and hands the playwright page to the test. Env CHROMIUM names the browser binary (default:
+notebook in JupyterLab and hands the playwright page to the test; `voila_page` does the same for a Voila command
+(the instructor gallery). Env CHROMIUM names the browser binary (default:
 `chromium` on PATH). Without it the browser tests skip and conftest.py says so at the end of the run; on CI
 (env CI=true) a missing Chromium fails the run instead.
 """
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def _wait_for_server(server: subprocess.Popen, url: str, log: Path, timeout: flo
             return
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError(f"JupyterLab did not answer on {url} (exit code {server.poll()}); log:\n{log.read_text()}")
+    raise RuntimeError(f"the server did not answer on {url} (exit code {server.poll()}); log:\n{log.read_text()}")
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -69,12 +70,17 @@ def _stop(server: subprocess.Popen) -> None:
         proc.kill()
 
 
+def _jupyter_env(home: Path) -> dict:
+    """This environment with Jupyter's config, data and runtime dirs and IPython's in `home`: no user settings."""
+    dirs = {"JUPYTER_CONFIG_DIR": "config", "JUPYTER_DATA_DIR": "data", "JUPYTER_RUNTIME_DIR": "runtime",
+            "IPYTHONDIR": "ipython"}
+    return {**os.environ, **{var: str(home / name) for var, name in dirs.items()}}
+
+
 def _start_lab(home: Path) -> tuple[subprocess.Popen, int]:
     """Start JupyterLab on a free port, serving `home`/lab, with its config, data and runtime dirs in `home`."""
     port, root, log = _free_port(), home / "lab", home / "jupyter.log"
-    dirs = {"JUPYTER_CONFIG_DIR": "config", "JUPYTER_DATA_DIR": "data", "JUPYTER_RUNTIME_DIR": "runtime",
-            "IPYTHONDIR": "ipython"}
-    env = {**os.environ, **{var: str(home / name) for var, name in dirs.items()}}
+    env = _jupyter_env(home)
     news = home / "config/lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false"}')  # no "get notified about Jupyter news?" toast over the page
@@ -154,6 +160,38 @@ def jupyter_lab_page(notebook: Path, home: Path) -> Iterator[Page]:
             finally:
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=ARTIFACTS / f"{notebook.stem}.png", full_page=True)
+                browser.close()
+    finally:
+        _stop(server)
+
+
+@contextmanager
+def voila_page(command: Callable[[int], list], cwd: Path, home: Path) -> Iterator[Page]:
+    """Run the Voila command line `command(port)` (it must serve on 127.0.0.1:port) from `cwd`, with Jupyter's dirs
+    in `home`, open its page in headless Chromium and yield it once the HTML is there (Voila runs the notebook
+    before it answers; the widgets draw after that).
+
+    On exit a screenshot goes to test-artifacts/gallery.png, then the browser, the server and its kernel are
+    stopped, even when a test failed.
+    """
+    require_chromium()
+    port, log = _free_port(), home / "voila.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(command(port), env=_jupyter_env(home), cwd=cwd, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_server(server, f"http://127.0.0.1:{port}/voila/templates/lab/static/index.css", log)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            try:
+                # not "load": that would also wait on the template's icon CSS from a CDN, slow or absent offline
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=RUN_TIMEOUT_MS)
+                yield page
+            finally:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=ARTIFACTS / "gallery.png", full_page=True)
                 browser.close()
     finally:
         _stop(server)

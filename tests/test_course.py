@@ -1,6 +1,6 @@
-"""course.py, the two commands, without installing or starting anything: which torch build the first install
-takes on each platform and driver state, the JupyterLab command line as root and without a display, and the
-closing note of a test run whose browser tests skipped."""
+"""course.py's commands, without installing or starting anything: which torch build the first install
+takes on each platform and driver state, the JupyterLab and Voila command lines as root and without a display, and
+the closing note of a test run whose browser tests skipped."""
 
 import importlib.util
 from pathlib import Path
@@ -98,6 +98,25 @@ def test_lab_command_as_root_in_a_headless_container_passes_both_flags():
     assert cmd == LAB + ["--allow-root", "--no-browser"] and len(notes) == 2
 
 
+GALLERY = ["py", "-m", "voila", "notebooks/gallery.ipynb", "--Voila.ip=127.0.0.1", "--strip_sources=True"]
+
+
+def test_gallery_command_serves_the_gallery_notebook_on_localhost_without_its_code():
+    assert course.gallery_command("py", has_display=True) == (GALLERY, [])
+    assert (ROOT / GALLERY[3]).exists()
+
+
+def test_gallery_command_without_a_display_starts_no_browser_and_says_to_open_the_url():
+    cmd, notes = course.gallery_command("py", has_display=False)
+    assert cmd == GALLERY + ["--no-browser"]
+    assert len(notes) == 1 and "URL" in notes[0]
+
+
+def test_gallery_command_passes_extra_arguments_last_and_lets_them_replace_a_default():
+    cmd, _ = course.gallery_command("py", has_display=True, extra=["--port=9000", "--Voila.ip=0.0.0.0"])
+    assert cmd == [*GALLERY[:4], "--strip_sources=True", "--port=9000", "--Voila.ip=0.0.0.0"]
+
+
 @pytest.fixture
 def fake_venv(tmp_path, monkeypatch):
     """course.py's install steps pointed at a temporary .venv, with pip and the torch lookup faked; returns the
@@ -138,6 +157,18 @@ def test_lab_as_root_on_a_headless_linux_runs_jupyter_with_both_flags(fake_venv,
         course.main()
     assert fake_venv == [[str(course.PYTHON), *LAB[1:], "--allow-root", "--no-browser"]]
     assert "--allow-root" in capsys.readouterr().out
+
+
+def test_gallery_as_root_on_a_headless_linux_runs_voila_without_a_browser(fake_venv, monkeypatch, capsys):
+    monkeypatch.setattr(course, "ensure_venv", lambda: None)
+    monkeypatch.setattr(course.os, "geteuid", lambda: 0, raising=False)  # Voila has no root check: no flag for it
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(course.sys, "argv", ["course.py", "gallery", "--port=9000"])
+    with pytest.raises(SystemExit):
+        course.main()
+    assert fake_venv == [[str(course.PYTHON), *GALLERY[1:], "--no-browser", "--port=9000"]]
+    assert "URL" in capsys.readouterr().out
 
 
 SKIPPING_BROWSER_TESTS = """
