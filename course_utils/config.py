@@ -38,6 +38,8 @@ _DEVICES = ("cuda", "mps", "cpu")
 SEEDS = {
     "train_latents": 1,  # latents.SPLITS["train"]; its shards render with seed * 10 + mode index
     "val_latents": 2,  # latents.SPLITS["val"]: validation losses during training
+    "twins_train_latents": 5,  # latents.SPLITS["twins64_train"]: the long-range comparison's 64 px twins
+    "twins_val_latents": 6,  # latents.SPLITS["twins64_val"]
     "vae_training": 0,  # vae.train_vae: one stream seed per step (stream_seed)
     "vae_scale": 777,  # vae.train_vae: the images that fit the latent scale factor
     "judge_training": 1,  # judge.train_judge: one stream seed per step

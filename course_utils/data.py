@@ -25,7 +25,7 @@ SIZES = ("small", "large")
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
 RELATIONS = ("above", "below", "to the left of", "to the right of")
-MODES = ("single", "relation", "pair")
+MODES = ("single", "relation", "pair", "twins")
 BACKGROUND = (24, 24, 32)
 
 RADIUS = {"small": 2.6, "large": 4.2}  # pixels, the same at every image size
@@ -127,6 +127,10 @@ def _sample_scenes(rng: np.random.Generator, n: int, mode: str) -> list:
             if rng.integers(2):
                 a, b = b, a
             records.append({"mode": m, "relation": None, "objects": [a, b]})
+        elif m == "twins":
+            cells = rng.choice(9, size=2, replace=False)  # any two cells: neighbours up to opposite corners
+            a, b = ({**obj, "row": cell // 3, "col": cell % 3} for cell in cells)
+            records.append({"mode": m, "relation": None, "objects": [a, b]})
         else:
             cells = rng.choice(9, size=2, replace=False)
             a = {**obj, "row": cells[0] // 3, "col": cells[0] % 3}
@@ -208,8 +212,9 @@ def check_mode(mode, modes: tuple = MODES + ("mixed",)) -> str:
 def render_shapes(n: int, seed: int, size: int = 32, mode: str = "mixed") -> Shapes:
     """Generate n captioned Shapes images, deterministically from `seed`.
 
-    mode: "mixed" (half one object, half two objects in a relation), "single", "relation", or "pair"
-          (two identical objects at mirrored positions, far apart: the long-range consistency test).
+    mode: "mixed" (half one object, half two objects in a relation), "single", "relation", "pair"
+          (two identical objects at mirrored positions, far apart: the long-range consistency test), or "twins"
+          (two identical objects at any two cells, from neighbours to opposite corners: consistency by distance).
     size: image side in pixels, a multiple of 16 (32 or 64 in the course); objects keep their pixel
           size, so a larger image has more room, not larger shapes.
     """

@@ -23,8 +23,10 @@ from pathlib import Path
 from .checkpoint import load_model, register_shipped
 from .config import DATA_DIR, FAST, REPO_DIR, get_device, seed_everything
 from .dit import CONDITIONINGS, dit_small
+from .flow import generate
+from .judge import read_scenes
 from .latents import load_latents
-from .metrics import evaluate, frequency_errors
+from .metrics import consistency_by_distance, evaluate, frequency_errors
 from .mmdit import mmdit_small
 from .results import difference, save_result, table, verdict
 from .sd3_baselines import cross_small, in_context_small
@@ -56,7 +58,7 @@ class Comparison:
 
     key: (metric, a, b), the paired difference a - b that carries the claim; modes: evaluate's caption modes;
     run: the training settings every variant shares (steps, batch and seed come from the scale); probes: names of
-    extra measurements on the held-out latents (PROBES).
+    extra measurements (PROBES); data: the latent splits (latents.SPLITS) it trains and validates on.
     """
 
     name: str
@@ -71,14 +73,30 @@ class Comparison:
     run: TrainConfig = LESSON_RUN
     probes: tuple = ()
     notes: dict = field(default_factory=dict)
+    data: tuple = ("train", "val")
 
 
-def _frequency_probe(model, val) -> dict:
-    latents, cond = val
+def _frequency_probe(model, context: dict) -> dict:
+    latents, cond = context["val"]
     return frequency_errors(model, latents, cond)
 
 
-PROBES = {"frequency_errors": _frequency_probe}  # name -> (model, (val latents, val cond)) -> {metric: value}
+def _twins_probe(model, context: dict) -> dict:
+    """n_eval unconditional samples (the null caption) of a model trained on twins, read by the judge: the share with
+    two matching objects, the share with exactly two objects, and per distance (metrics.CELL_DISTANCES) the counts
+    consistent_D of matching pairs among found_D pairs found that far apart."""
+    n = context["n_eval"]
+    images = generate(model, [""] * n, context["vae"], seed=context["seed"])  # (n, 3, 64, 64)
+    counts = consistency_by_distance(read_scenes(context["judge"], images))
+    found = sum(total for _, total in counts.values())
+    out = {"pair_consistency": sum(good for good, _ in counts.values()) / n, "two_objects": found / n}
+    for label, (good, total) in counts.items():
+        out[f"consistent_{label}"], out[f"found_{label}"] = good, total
+    return out
+
+
+# name -> (model, {"val": (latents, cond), "vae", "judge", "n_eval", "seed"}) -> {metric: value}
+PROBES = {"frequency_errors": _frequency_probe, "twins_by_distance": _twins_probe}
 
 
 COMPARISONS = {
@@ -120,6 +138,28 @@ COMPARISONS = {
         notes={"model": "width 128, depth 4, 4 heads, patch 2, a 2-layer text encoder, adaLN-Zero from time + "
                         "pooled text, 2D axial RoPE and qk-norm in all three (course_utils.sd3_baselines)"},
     ),
+    "long_range": Comparison(
+        name="long_range",
+        claim="Global attention keeps distant parts of an image consistent where convolutions struggle: a DiT draws "
+              "two identical objects (unprompted) more often than a U-Net without attention of the same size and "
+              "compute, the more so the farther apart they are (the lecture's U-Net against DiT).",
+        variants={"unet": partial(unet_small, attention=False, input_size=16),
+                  "dit": partial(dit_small, input_size=16)},
+        key=("pair_consistency", "dit", "unet"),
+        lesson=Scale(steps=500, seeds=(0, 1), n_eval=300),
+        reference=Scale(steps=1250, seeds=(0, 1, 2), n_eval=500),
+        fast=Scale(steps=12, seeds=(0, 1), batch_size=32, n_eval=16, n_val=128),
+        modes=(),
+        cfg_scale=1.0,
+        run=replace(LESSON_RUN, cfg_dropout=1.0),
+        probes=("twins_by_distance",),
+        data=("twins64_train", "twins64_val"),
+        notes={"model": "64 px twins (two identical objects at any two cells), 16x16 latents, trained "
+                        "unconditionally (every caption is the null caption); unet_small without attention (2.10 M "
+                        "parameters, 0.073 Gflops) against dit_small at patch 2, 64 tokens (1.97 M, 0.077 Gflops)",
+               "probe": "n_eval unconditional samples per seed, read by the judge; consistency by the distance "
+                        "between the two objects found, in grid cells (a cell is 5.3 latent pixels)"},
+    ),
 }
 
 
@@ -155,8 +195,9 @@ def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, d
     out = {"val_loss": history.final_val_loss(), "curve": [[s, v] for s, v in history.val_loss],
            "params": sum(p.numel() for p in model.parameters()), "gflops": model.forward_gflops()}
     model.eval()
+    context = {"val": val, "vae": data["vae"], "judge": data["judge"], "n_eval": scale.n_eval, "seed": seed}
     for probe in comparison.probes:
-        out.update(PROBES[probe](model, val))
+        out.update(PROBES[probe](model, context))
     for mode in comparison.modes:
         result = evaluate(model, n=scale.n_eval, mode=mode, cfg_scale=comparison.cfg_scale, seed=seed,
                           vae=data["vae"], judge=data["judge"])
@@ -170,8 +211,8 @@ def run_variant(comparison: Comparison, variant: str, seed: int, scale: Scale, d
     return out
 
 
-def _load_data(device) -> dict:
-    train_set, val_set = load_latents("train", verbose=False), load_latents("val", verbose=False)
+def _load_data(comparison: Comparison, device) -> dict:
+    train_set, val_set = (load_latents(split, verbose=False) for split in comparison.data)
     return {"latents": train_set.latents, "cond": (train_set.ids, train_set.mask),
             "val": (val_set.latents, (val_set.ids, val_set.mask)),
             "vae": load_model("vae", device), "judge": load_model("judge", device)}
@@ -217,7 +258,7 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
         for seed in budget.seeds:
             if seed in entry["seeds"]:
                 continue
-            data = data or _load_data(device)
+            data = data or _load_data(comparison, device)
             measured = run_variant(comparison, variant, seed, budget, data, device, keep)
             entry["seeds"].append(seed)
             for metric, value in measured.items():

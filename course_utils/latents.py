@@ -20,12 +20,15 @@ from .data import COLOURS, MODES, RELATIONS, SHAPES, SIZES, Tokenizer, render_sh
 from .vae import load_vae
 
 FORMAT_VERSION = 2
-# split -> (number of images, seed, image size); every split mixes the three scene modes
-SPLITS = {
-    "train": (50_000, SEEDS["train_latents"], 32),
-    "val": (5_000, SEEDS["val_latents"], 32),
-}
 MODE_SHARES = {"single": 0.4, "relation": 0.4, "pair": 0.2}
+TWINS_SHARES = {"twins": 1.0}  # two identical objects at any two cells: long-range consistency by distance
+# split -> (number of images, seed, image size, shares of the scene modes)
+SPLITS = {
+    "train": (50_000, SEEDS["train_latents"], 32, MODE_SHARES),
+    "val": (5_000, SEEDS["val_latents"], 32, MODE_SHARES),
+    "twins64_train": (20_000, SEEDS["twins_train_latents"], 64, TWINS_SHARES),  # 16x16 latents
+    "twins64_val": (1_000, SEEDS["twins_val_latents"], 64, TWINS_SHARES),
+}
 
 
 _FIELDS = (("shape", SHAPES), ("colour", tuple(COLOURS)), ("size", SIZES))
@@ -85,12 +88,14 @@ class LatentDataset:
         return cls(**{**payload, "captions": payload["captions"].split("\n")})
 
 
-def build_latents(n: int, seed: int, size: int = 32, batch_size: int = 500, vae=None) -> LatentDataset:
-    """Render n scenes (40% single, 40% relation, 20% pair), encode them with the VAE, tokenize the captions."""
+def build_latents(n: int, seed: int, size: int = 32, shares: dict = MODE_SHARES, batch_size: int = 500,
+                  vae=None) -> LatentDataset:
+    """Render n scenes in the modes' shares (default 40% single, 40% relation, 20% pair), encode them with the VAE,
+    tokenize the captions."""
     vae = vae or load_vae()
     parts = []
-    counts = {mode: int(n * share) for mode, share in MODE_SHARES.items()}
-    counts["single"] += n - sum(counts.values())
+    counts = {mode: int(n * share) for mode, share in shares.items()}
+    counts[next(iter(counts))] += n - sum(counts.values())
     for k, (mode, count) in enumerate(counts.items()):
         if count:
             parts.append(render_shapes(count, seed=seed * 10 + k, size=size, mode=mode))
@@ -111,9 +116,9 @@ def _paths(split: str) -> tuple:
 
 
 def _recipe(split: str) -> dict:
-    n, seed, size = SPLITS[split]
+    n, seed, size, shares = SPLITS[split]
     return {"format": FORMAT_VERSION, "split": split, "n": n, "seed": seed, "size": size,
-            "modes": MODE_SHARES, "vae_sha256": shipped_sums().get(SHIPPED["vae"][0])}
+            "modes": shares, "vae_sha256": shipped_sums().get(SHIPPED["vae"][0])}
 
 
 def cache_status(split: str) -> str:
@@ -135,17 +140,18 @@ def cache_status(split: str) -> str:
 
 
 def load_latents(split: str = "train", verbose: bool = True) -> LatentDataset:
-    """The cached latent dataset of a split ("train": 50,000, "val": 5,000), built on first use."""
+    """The cached latent dataset of a split, built on first use: "train" (50,000) and "val" (5,000) at 32 px, and
+    "twins64_train" (20,000) and "twins64_val" (1,000) of two identical objects at 64 px (16x16 latents)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; the splits are {sorted(SPLITS)}.")
     data_path, manifest_path = _paths(split)
     status = cache_status(split)
     if status != "ok":
-        n, seed, size = SPLITS[split]
+        n, seed, size, shares = SPLITS[split]
         if verbose:
             print(f"building the {split} latents ({n:,} images; cache {status}) ...", flush=True)
         start = time.time()
-        ds = build_latents(n, seed, size)
+        ds = build_latents(n, seed, size, shares)
         write_atomic(data_path, lambda tmp: torch.save(ds.to_file(), tmp))
         seconds = round(time.time() - start, 1)
         manifest = {"recipe": _recipe(split), "sha256": sha256_file(data_path), "seconds": seconds}

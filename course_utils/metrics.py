@@ -20,7 +20,7 @@ def matches_record(objects: list, record: dict) -> bool:
     if record["mode"] == "single":
         o, w = objects[0], want[0]
         return all(o[k] == w[k] for k in ("shape", "colour", "size", "row", "col"))
-    if record["mode"] == "pair":
+    if record["mode"] in ("pair", "twins"):
         return all(o[k] == want[0][k] for o in objects for k in ("shape", "colour", "size"))
     a, b = want
     for x, y in (objects, objects[::-1]):
@@ -80,6 +80,24 @@ def _pair_consistency(scenes: dict) -> float:
     return good / len(scenes["present"])
 
 
+# squared distance between two grid cells -> the distance in cells, as the long-range comparison labels it
+CELL_DISTANCES = {1: "1", 2: "1.4", 4: "2", 5: "2.2", 8: "2.8"}
+
+
+def consistency_by_distance(scenes: dict) -> dict:
+    """Pair consistency by how far apart the judge finds the two objects: {distance label (CELL_DISTANCES): (images
+    whose two objects match in shape, colour and size, images with exactly two objects at that distance)}."""
+    counts = {label: [0, 0] for label in CELL_DISTANCES.values()}
+    for i in range(len(scenes["present"])):
+        objects = scene_objects(scenes, i)
+        if len(objects) == 2:
+            a, b = objects
+            label = CELL_DISTANCES[(a["row"] - b["row"]) ** 2 + (a["col"] - b["col"]) ** 2]
+            counts[label][0] += all(a[k] == b[k] for k in ATTRIBUTES)
+            counts[label][1] += 1
+    return {label: tuple(c) for label, c in counts.items()}
+
+
 def prompt_adherence(images: torch.Tensor, records: list, judge: Judge = None) -> float:
     """Fraction of images whose every object the judge reads as the caption says."""
     _check_records(records, len(images))
@@ -132,7 +150,7 @@ def evaluate(model, n: int = 500, mode: str = "single", steps: int = 25, cfg_sca
     scenes = read_scenes(judge, images)  # read once, scored twice
     result = {"adherence": _adherence(scenes, prompts.records), "frechet": frechet_distance(real, images, judge),
               "images": images, "captions": prompts.captions, "records": prompts.records, "scenes": scenes}
-    if mode == "pair":
+    if mode in ("pair", "twins"):
         result["pair_consistency"] = _pair_consistency(scenes)
     return result
 

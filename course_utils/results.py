@@ -12,7 +12,8 @@ from .checkpoint import sha256_file, shipped_sums, write_atomic
 from .config import DATA_DIR
 from .stats import mean_interval, paired_difference, pooled_proportion
 
-PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "pair_consistency")  # + binomial interval
+# over prompts, so they get the binomial interval too
+PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "pair_consistency", "two_objects")
 LOWER_IS_BETTER = ("val_loss", "frechet_single", "frechet_two", "frechet_pair", "low_freq_error", "high_freq_error")
 
 

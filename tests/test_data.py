@@ -81,6 +81,18 @@ def test_pair_mode_places_identical_objects_at_mirrored_positions():
         assert caption == f"two {a['size']} {a['colour']} {a['shape']}s"
 
 
+def test_twins_mode_places_identical_objects_at_two_cells_at_every_distance():
+    batch = render_shapes(300, seed=6, mode="twins")
+    squared = set()
+    for caption, record in zip(batch.captions, batch.records):
+        a, b = record["objects"]
+        assert (a["shape"], a["colour"], a["size"]) == (b["shape"], b["colour"], b["size"])
+        assert (a["row"], a["col"]) != (b["row"], b["col"])
+        assert caption == f"two {a['size']} {a['colour']} {a['shape']}s"
+        squared.add((a["row"] - b["row"]) ** 2 + (a["col"] - b["col"]) ** 2)
+    assert squared == {1, 2, 4, 5, 8}  # neighbours, diagonal neighbours, ... opposite corners
+
+
 def test_64_pixel_images_keep_the_object_scale():
     small = render_shapes(200, seed=7, size=32, mode="single").images
     large = render_shapes(200, seed=7, size=64, mode="single").images

@@ -1,9 +1,11 @@
 import json
 
 import pytest
+import torch
 from test_results import fake_result
 
 from course_utils import experiments
+from course_utils.config import SEEDS
 from course_utils.experiments import COMPARISONS, Scale, get_comparison, run_comparison, run_variant, scale_of
 from course_utils.results import difference
 
@@ -37,7 +39,7 @@ def test_a_run_keeps_each_finished_seed_and_resumes_without_repeating_it(tmp_pat
         return {"val_loss": 1.0 + seed + (variant == "adaln"), "seconds": 1.0}
 
     monkeypatch.setattr(experiments, "run_variant", fake_run)
-    monkeypatch.setattr(experiments, "_load_data", lambda device: {})
+    monkeypatch.setattr(experiments, "_load_data", lambda comparison, device: {})
     progress = tmp_path / "progress.json"
     partial = run_comparison("conditioning", "fast", variants=["adaln", "adaln_zero"], progress=progress)
     assert calls == [("adaln", 0), ("adaln", 1), ("adaln_zero", 0), ("adaln_zero", 1)] and partial["complete"]
@@ -53,8 +55,8 @@ def test_a_run_keeps_each_finished_seed_and_resumes_without_repeating_it(tmp_pat
 def test_one_variant_run_is_deterministic_and_measures_every_metric():
     from course_utils.experiments import _load_data
 
-    data = _load_data("cpu")
     comparison = COMPARISONS["conditioning"]
+    data = _load_data(comparison, "cpu")
     kept = {}
     first = run_variant(comparison, "adaln", 0, TINY, data, "cpu", keep=kept)
     assert list(kept) == [("adaln", 0)] and not kept["adaln", 0].training
@@ -64,3 +66,36 @@ def test_one_variant_run_is_deterministic_and_measures_every_metric():
     assert set(first) == {"val_loss", "curve", "params", "gflops", "adherence_single", "frechet_single",
                           "adherence_two", "frechet_two"}
     assert first["curve"][-1] == [3, first["val_loss"]] and 0 <= first["adherence_two"] <= 1
+
+
+def test_long_range_pits_a_unet_without_attention_against_a_dit_of_matched_size_and_compute():
+    comparison = COMPARISONS["long_range"]
+    models = {name: build() for name, build in comparison.variants.items()}
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+    gflops = {name: m.forward_gflops() for name, m in models.items()}
+    assert 0.8 <= params["dit"] / params["unet"] <= 1.2 and 0.8 <= gflops["dit"] / gflops["unet"] <= 1.2
+    assert not any(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ == "AttentionBlock"
+                   for m in models["unet"].modules())
+    assert models["unet"].config.input_size == models["dit"].config.input_size == 16  # 64 px images
+    assert comparison.run.cfg_dropout == 1.0 and comparison.data == ("twins64_train", "twins64_val")
+
+
+def test_the_twins_probe_counts_pairs_by_distance_on_unconditional_samples(monkeypatch):
+    """The probe reads what the judge finds: with a 'model' whose samples are real twins it counts every pair as
+    consistent, at the distances the scenes put them."""
+    from course_utils.checkpoint import load_model
+    from course_utils.data import render_shapes
+    from course_utils.metrics import CELL_DISTANCES
+
+    real = render_shapes(40, seed=SEEDS["tests"] + 40, size=64, mode="twins")
+    captions = []
+    monkeypatch.setattr(experiments, "generate", lambda model, caps, vae, seed: captions.extend(caps) or real.images)
+    context = {"vae": None, "judge": load_model("judge"), "n_eval": 40, "seed": 0}
+    out = experiments.PROBES["twins_by_distance"](None, context)
+    assert captions == [""] * 40  # the null caption: unconditional samples
+    expected = {label: 0 for label in CELL_DISTANCES.values()}
+    for record in real.records:
+        a, b = record["objects"]
+        expected[CELL_DISTANCES[(a["row"] - b["row"]) ** 2 + (a["col"] - b["col"]) ** 2]] += 1
+    assert {label: out[f"found_{label}"] for label in expected} == expected
+    assert out["pair_consistency"] == out["two_objects"] == 1.0

@@ -12,7 +12,7 @@ from course_utils.latents import cache_status, load_latents, mode_sample_weights
 @pytest.fixture
 def tiny_split(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (60, 11, 32))
+    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (60, 11, 32, latents_mod.MODE_SHARES))
     return "tiny"
 
 
@@ -53,7 +53,7 @@ def test_corrupt_cache_is_detected_and_rebuilt(tiny_split, tmp_path):
 
 def test_stale_cache_is_rebuilt(tiny_split, tmp_path, monkeypatch):
     load_latents(tiny_split, verbose=False)
-    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (60, 12, 32))  # a new recipe: another seed
+    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (60, 12, 32, latents_mod.MODE_SHARES))  # a new recipe: another seed
     assert cache_status(tiny_split) == "stale"
     load_latents(tiny_split, verbose=False)
     manifest = json.loads((tmp_path / f"latents_{tiny_split}.json").read_text())
@@ -78,7 +78,7 @@ def test_unknown_split_is_a_clear_error():
 
 
 def test_latents_have_unit_std_and_the_promised_mode_shares(tiny_split, monkeypatch):
-    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (500, 11, 32))
+    monkeypatch.setitem(latents_mod.SPLITS, "tiny", (500, 11, 32, latents_mod.MODE_SHARES))
     data = load_latents(tiny_split, verbose=False)
     assert abs(data.latents.std().item() - 1) < 0.1  # the VAE's scale factor makes latents unit std
     modes = [r["mode"] for r in data.records]

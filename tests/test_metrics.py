@@ -4,8 +4,10 @@ import torch.nn.functional as F
 
 from course_utils.config import SEEDS
 from course_utils.data import render_shapes, to_float
-from course_utils.judge import ATTRIBUTES, load_judge
+from course_utils.judge import ATTRIBUTES, load_judge, read_scenes
 from course_utils.metrics import (
+    CELL_DISTANCES,
+    consistency_by_distance,
     evaluate,
     frechet_distance,
     matches_record,
@@ -34,6 +36,22 @@ def test_pair_consistency_separates_pairs_from_unrelated_objects(judge):
     relations = render_shapes(200, seed=TEST + 2, mode="relation")
     assert pair_consistency(pairs.images, judge) >= 0.97
     assert pair_consistency(relations.images, judge) < 0.1
+
+
+def test_consistency_by_distance_counts_matching_pairs_at_each_distance(judge):
+    twins = consistency_by_distance(read_scenes(judge, render_shapes(300, seed=TEST + 3, size=64, mode="twins").images))
+    assert set(twins) == set(CELL_DISTANCES.values()) and all(total > 0 for _, total in twins.values())
+    assert sum(good for good, _ in twins.values()) >= 0.97 * 300  # real twins match at every distance
+    others = consistency_by_distance(read_scenes(judge, render_shapes(300, seed=TEST + 3, size=64,
+                                                                       mode="relation").images))
+    assert sum(good for good, _ in others.values()) <= 0.05 * sum(total for _, total in others.values())
+    scenes = {"present": torch.zeros(2, 3, 3, dtype=torch.bool), **{k: torch.zeros(2, 3, 3, dtype=torch.long)
+                                                                     for k in ATTRIBUTES}}
+    scenes["present"][0, 0, 0] = scenes["present"][0, 2, 2] = True  # opposite corners, identical
+    scenes["present"][1, 0, 1] = scenes["present"][1, 1, 0] = True  # diagonal neighbours, colours differ
+    scenes["colour"][1, 1, 0] = 3
+    counts = consistency_by_distance(scenes)
+    assert counts["2.8"] == (1, 1) and counts["1.4"] == (0, 1) and counts["1"] == counts["2"] == (0, 0)
 
 
 def test_frechet_distance_is_small_for_real_sets_and_large_for_blurred_images(judge):
