@@ -20,6 +20,12 @@ validation; `--resume DIR` goes on from it, bit-exact on the CPU. On CUDA the de
 (`Recipe.gpu_run`: batch 1024 for 4,500 steps, the budget that taught the MMDiT two-object binding on one H100);
 `--gpu-recipe` runs it on any device (about 2.3 hours for the MMDiT on 2 CPU cores).
 `--batch-size B` rescales the device's recipe by the square-root rule (`train.scale_batch`).
+
+    torchrun --nproc-per-node N -m course_utils.retrain NAME [options]
+
+trains a denoiser data-parallel on N processes (GPUs, or CPU processes with gloo): the batch (the recipe's or
+--batch-size) is the batch of all N together, each process drawing 1/N of it from its own seed; rank 0 alone
+validates, keeps the EMA and writes the folder. `--resume` takes the same N as the cut-off run.
 """
 
 import argparse
@@ -31,9 +37,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from .checkpoint import SHIPPED, load_model, register_shipped, save_model, shipped_vae_sha256
 from .config import DATA_DIR, REPO_DIR, get_device
+from .ddp import join_process_group, process_group
 from .dit import dit_small
 from .judge import attribute_accuracy, train_judge
 from .latents import load_latents, mode_sample_weights
@@ -94,7 +102,7 @@ def train_denoiser(name: str, run: TrainConfig, snapshot=None, resume=None, call
     history = train(model, data.latents, (data.ids, data.mask), config=run,
                     val=(val.latents[:1000], (val.ids[:1000], val.mask[:1000])), sample_weights=weights,
                     callback=callback, snapshot=snapshot, resume=resume, desc=name)
-    return history.ema.cpu(), history
+    return (None if history.ema is None else history.ema.cpu()), history  # None: a torchrun rank other than 0
 
 
 def adherence_check(candidate, shipped, n: int = 500) -> dict:
@@ -109,7 +117,8 @@ def run(name: str, steps: int, seed: int, out: Path, batch_size: int = None, com
         resume: bool = False, lr: float = None, gpu_recipe: bool = False) -> tuple:
     """Train NAME into out/NAME.pt (resume: go on from out/snapshot.pt); returns (report, model)."""
     start = time.time()
-    report = {"name": name, "steps": steps, "seed": seed, "device": str(get_device())}
+    report = {"name": name, "steps": steps, "seed": seed, "device": str(get_device()),
+              "processes": process_group()[2]}
     vae_sha256 = None
     if name in RECIPES:
         vae_sha256 = shipped_vae_sha256()  # the VAE whose latents it trains on, recorded in its checkpoint
@@ -118,6 +127,8 @@ def run(name: str, steps: int, seed: int, out: Path, batch_size: int = None, com
                       lr_decay=config.lr_decay)
         snapshot = out / "snapshot.pt"
         model, history = train_denoiser(name, config, snapshot, snapshot if resume else None)
+        if model is None:
+            return None, None  # under torchrun, rank 0 reports and writes
         report["val_loss"] = history.final_val_loss()
         report["checks"] = {"finite": math.isfinite(report["val_loss"])}
         half = True
@@ -161,6 +172,15 @@ def main(argv=None):
         parser.error(f"--batch-size takes a positive batch for a denoiser ({', '.join(RECIPES)}).")
     if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
         parser.error(f"--lr must be a positive, finite learning rate, got {args.lr}.")
+    rank = join_process_group()  # 0, unless torchrun started this process
+    if dist.is_initialized():
+        if args.name not in RECIPES:
+            parser.error(f"torchrun trains the denoisers ({', '.join(RECIPES)}); the {args.name} trains in one "
+                         f"process: python -m course_utils.retrain {args.name}.")
+        if rank == 0:  # the latent cache, built once (if missing) while the other ranks wait
+            for split in ("train", "val"):
+                load_latents(split)
+        dist.barrier()
     if args.resume is not None:
         if args.name not in RECIPES or not (args.resume / "run.json").is_file():
             parser.error(f"--resume takes the folder of a cut-off denoiser run (with run.json), got {args.resume}.")
@@ -173,11 +193,14 @@ def main(argv=None):
                     "batch_size": args.batch_size, "compile": args.compile, "lr": args.lr,
                     "gpu_recipe": args.gpu_recipe}
         out = args.out or REPO_DIR / "runs" / f"{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").write_text(json.dumps(settings, indent=1))
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "run.json").write_text(json.dumps(settings, indent=1))
     report, model = run(args.name, settings["steps"], settings["seed"], out, settings["batch_size"],
                         settings["compile"], resume=args.resume is not None, lr=settings.get("lr"),
                         gpu_recipe=settings.get("gpu_recipe", False))
+    if rank > 0:
+        return
     if args.install and args.name in RECIPES:
         if args.force:
             print("--force: the adherence comparison with the shipped model is skipped.")

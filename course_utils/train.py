@@ -3,6 +3,8 @@
 Any denoiser on the course contract `model(x_t, t, cond) -> v` trains here; `cond` is None, class ids
 (N,), or a text batch (ids (N, L), mask (N, L)), indexed per sample like the latents. The settings of a run are
 one `TrainConfig`; the named presets below are the runs the lessons and the shipped models share.
+Under torchrun the same loop runs data-parallel (DistributedDataParallel, Li et al. 2020): each process draws its
+share of the batch, DDP averages the gradients, and rank 0 alone keeps the EMA, validates and saves.
 """
 
 import copy
@@ -12,25 +14,31 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm.auto import tqdm
 
 from .checkpoint import write_atomic
+from .ddp import all_ranks, gather_rank_states, process_group
 from .flow import SCHEDULES, check_null_condition, drop_condition, flow_matching_loss
 
 LR_DECAYS = ("constant", "cosine")
 LOG_EVERY = 20  # steps between the loop's looks at the loss (the only host syncs outside validation)
+# Under torchrun, rank r draws from seed + r * RANK_SEED_STRIDE: rank 0 keeps the run's seed, the others get streams no
+# small seed reaches (the CPU generator, mt19937, keeps only a seed's low 32 bits, so the stride stays below 2**32).
+RANK_SEED_STRIDE = 1_000_003
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The settings of one training run.
 
-    steps: AdamW steps of `batch_size` samples; lr: peak learning rate after `warmup` linear steps, then constant
-    or cosine to 0 (`lr_decay`); grad_clip: largest gradient norm; ema_decay: keep an exponential moving average of
-    the weights (None: no EMA); cfg_dropout: probability of replacing a sample's condition by the null condition
-    (for classifier-free guidance); schedule: training times, "uniform" or "logit_normal"; val_every: validation
-    and snapshot interval (default: 10 a run); seed: batches, noise and times; compile: torch.compile the model.
+    steps: AdamW steps of `batch_size` samples (under torchrun: all processes' together); lr: peak learning rate
+    after `warmup` linear steps, then constant or cosine to 0 (`lr_decay`); grad_clip: largest gradient norm;
+    ema_decay: keep an exponential moving average of the weights (None: no EMA); cfg_dropout: probability of
+    replacing a sample's condition by the null condition (for classifier-free guidance); schedule: training times,
+    "uniform" or "logit_normal"; val_every: validation and snapshot interval (default: 10 a run); seed: batches,
+    noise and times; compile: torch.compile the model.
     """
 
     steps: int
@@ -159,9 +167,11 @@ def _check_data(latents, cond, name: str, cond_name: str) -> None:
                              f"got {len(c)} conditions.")
 
 
-def _check_finite(losses: list, step: int, config: TrainConfig) -> None:
-    """Stop a run whose loss went NaN or inf (checked every LOG_EVERY steps, before any snapshot is written)."""
-    if losses and not torch.isfinite(torch.stack(losses)).all():
+def _check_finite(losses: list, step: int, config: TrainConfig, ddp: bool = False) -> None:
+    """Stop a run whose loss went NaN or inf (checked every LOG_EVERY steps, before any snapshot is written);
+    under DDP every rank stops when one does."""
+    finite = torch.isfinite(torch.stack(losses)).all() if losses else torch.tensor(True)
+    if not (all_ranks(finite) if ddp else finite):
         raise FloatingPointError(
             f"the training loss is not finite by step {step}: the weights hold NaN or inf. Likely causes: a learning "
             f"rate too high (lr={config.lr:g}), no gradient clipping (grad_clip={config.grad_clip:g}), or bad data. "
@@ -183,22 +193,33 @@ def scale_batch(config: TrainConfig, batch_size: int) -> TrainConfig:
 
 
 def save_snapshot(path, step: int, model, ema, opt, sched, gen: torch.Generator, history: "History",
-                  config: TrainConfig) -> None:
-    """Everything a cut-off run needs to go on bit-exactly: weights, EMA, optimizer, scheduler, step, random states."""
+                  config: TrainConfig, rank_states: list = None) -> None:
+    """Everything a cut-off run needs to go on bit-exactly: weights, EMA, optimizer, scheduler, step, random states
+    (under DDP also every rank's, as rank_states)."""
     state = {"step": step, "config": asdict(config), "model": model.state_dict(),
              "ema": None if ema is None else ema.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
              "train_loss": [float(x) for x in torch.stack(history.losses).cpu()] if history.losses else [],
              "val_loss": history.val_loss, "seconds": history.seconds}
+    if rank_states is not None:
+        state["rank_states"] = rank_states
     write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def _restore(path, model, ema, opt, sched, gen: torch.Generator, history: "History", config: TrainConfig) -> int:
-    """Load a snapshot into the run's objects; returns the step it was taken at."""
+    """Load a snapshot into the run's objects (under DDP: this rank's random states); returns its step."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["config"] != asdict(config):
         raise ValueError(f"the snapshot {path} was taken with another TrainConfig ({state['config']}); resume with "
                          f"the same settings, got {asdict(config)}.")
+    ddp, rank, processes = process_group()
+    taken_by = len(state.get("rank_states", [None]))
+    if taken_by != processes:
+        how = "python -m" if taken_by == 1 else f"torchrun --nproc-per-node {taken_by}"
+        raise ValueError(f"the snapshot {path} was taken by {taken_by} process(es); resume it with as many ({how}), "
+                         f"got {processes}.")
+    if ddp:
+        state["generator"], state["torch_rng"] = state["rank_states"][rank]
     model.load_state_dict(state["model"])
     if ema is not None:
         ema.load_state_dict(state["ema"])
@@ -228,6 +249,9 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
     The step never waits for the device: losses stay there and are read at logging (every 20 steps) and validation.
     AdamW is fused, the EMA one foreach lerp; on CUDA the forward pass runs under bf16 autocast, and
     config.compile compiles the model with torch.compile.
+    Under torchrun (a process group is initialised) the model trains wrapped in DistributedDataParallel: each rank
+    draws config.batch_size / processes samples from its own seed, DDP averages the gradients, and rank 0 alone
+    keeps the EMA, validates, saves snapshots, calls `callback` and shows the progress bar.
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig (e.g. replace(LESSON_RUN, steps=200)), got {config!r:.60}.")
@@ -250,24 +274,33 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
         null_cond = model.null_condition()
     if config.cfg_dropout > 0 and cond is not None:
         check_null_condition(null_cond, cond, len(latents))
-    steps, batch_size = config.steps, min(config.batch_size, len(latents))
+    ddp, rank, processes = process_group()
+    if config.batch_size % processes:
+        raise ValueError(f"TrainConfig.batch_size is the batch of all {processes} processes together and must split "
+                         f"evenly among them, got {config.batch_size}.")
+    steps, batch_size = config.steps, min(config.batch_size // processes, len(latents))
     device = next(model.parameters()).device
     latents, cond, null_cond = latents.to(device), _to(cond, device), _to(null_cond, device)
     weights = None if sample_weights is None else sample_weights.to(device, torch.float)
-    gen = torch.Generator(device=device).manual_seed(config.seed)
+    gen = torch.Generator(device=device).manual_seed(config.seed + rank * RANK_SEED_STRIDE)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99),
                             fused=device.type in ("cuda", "cpu") or None)  # None: the default where not fused
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, config.warmup, config.lr_decay))
-    ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay is not None else None
+    keep_ema = config.ema_decay is not None and rank == 0
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if keep_ema else None
     params, ema_params = list(model.parameters()), [] if ema is None else list(ema.parameters())
     history = History(ema=ema)
     first = 1 if resume is None else _restore(resume, model, ema, opt, sched, gen, history, config) + 1
-    forward = torch.compile(model) if config.compile else model
+    # DDP broadcasts rank 0's weights, then averages the gradients in backward. static_graph: it learns once which
+    # parameters get no gradient (the MMDiT's last block computes a text stream that nothing reads).
+    trained = DistributedDataParallel(model, static_graph=True) if ddp else model
+    forward = torch.compile(trained) if config.compile else trained
     val_every = config.val_every or max(1, steps // 10)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     start = time.time() - history.seconds
-    bar = tqdm(range(first, steps + 1), desc=desc, initial=first - 1, total=steps)
+    bar = tqdm(range(first, steps + 1), desc=desc, initial=first - 1, total=steps, disable=rank > 0)
+    rank_states = None
     for step in bar:
         if weights is None:
             idx = torch.randint(len(latents), (batch_size,), generator=gen, device=device)
@@ -287,14 +320,18 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
                 torch._foreach_lerp_(ema_params, params, 1 - config.ema_decay)
         history.losses.append(loss.detach())
         if step % val_every == 0 or step == steps or step % LOG_EVERY == 0:
-            _check_finite(history.losses[-LOG_EVERY:], step, config)  # one host sync per logging interval
+            _check_finite(history.losses[-LOG_EVERY:], step, config, ddp)  # one host sync per logging interval
+        if ddp and (step % val_every == 0 or step == steps):
+            rank_states = gather_rank_states(gen)
+        if rank > 0:
+            continue  # validation, snapshots, callbacks and the progress bar are rank 0's
         if step % val_every == 0 or step == steps:
             if val is not None:
                 history.val_loss.append((step, validation_loss(ema or model, *val)))
                 bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{history.val_loss[-1][1]:.3f}")
             history.seconds = time.time() - start
             if snapshot is not None:
-                save_snapshot(snapshot, step, model, ema, opt, sched, gen, history, config)
+                save_snapshot(snapshot, step, model, ema, opt, sched, gen, history, config, rank_states)
             if val is not None and callback is not None:
                 callback(step, history)
         elif step % LOG_EVERY == 0:
