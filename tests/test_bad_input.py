@@ -197,7 +197,7 @@ CASES = [
     ("funnel no records", lambda s: metrics.two_object_funnel({"present": torch.zeros(0, 3, 3)}, []), ValueError,
      r"records must be a non-empty list"),
     ("evaluate mode", lambda s: metrics.evaluate(s.dit, n=2, mode="two", vae=s.vae, judge=s.judge), ValueError,
-     r"mode must be one of \('single', 'relation', 'pair'\)"),
+     r"mode must be one of \('single', 'relation', 'pair', 'twins'\)"),
     ("evaluate steps 0", lambda s: metrics.evaluate(s.dit, n=2, steps=0, vae=s.vae, judge=s.judge), ValueError,
      r"steps must be at least 1"),
     ("accuracy n 0", lambda s: attribute_accuracy(s.judge, n=0), ValueError, r"n must be a positive integer"),

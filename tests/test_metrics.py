@@ -126,7 +126,7 @@ def test_adherence_needs_one_record_per_image(judge):
     ({"n": 0}, r"n must be a positive integer number of images, got 0"),
     ({"n": 2.5}, r"n must be a positive integer .* got 2.5"),
     ({"n": True}, r"n must be a positive integer .* got True"),
-    ({"mode": "mixed"}, r"mode must be one of \('single', 'relation', 'pair'\), got 'mixed'"),
+    ({"mode": "mixed"}, r"mode must be one of \('single', 'relation', 'pair', 'twins'\), got 'mixed'"),
     ({"mode": "relations"}, r"mode must be one of .*'relation'.*got 'relations'"),
     ({"size": 40}, r"size must be a positive multiple of 16 .* got 40"),
     ({"size": "32"}, r"size must be a positive multiple of 16 .* got '32'"),
