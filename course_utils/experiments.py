@@ -221,7 +221,8 @@ def _load_data(comparison: Comparison, device) -> dict:
             "vae": load_model("vae", device), "judge": load_model("judge", device)}
 
 
-def _commit() -> str:
+def git_commit() -> str:
+    """The checkout's short commit hash, recorded in every result ("unknown" outside a git checkout)."""
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_DIR)
     return done.stdout.strip() or "unknown"
 
@@ -242,7 +243,7 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
         raise ValueError(f"comparison {name!r} has the variants {', '.join(comparison.variants)}; got {variants!r}.")
     device = device or get_device()
     result = {"name": name, "claim": comparison.claim, "key": list(comparison.key),
-              "command": f"python -m course_utils.experiments {name} --scale {scale}", "commit": _commit(),
+              "command": f"python -m course_utils.experiments {name} --scale {scale}", "commit": git_commit(),
               "device": str(device), "seconds": 0.0, "complete": False,
               "budget": {**asdict(budget), "seeds": list(budget.seeds), "scale": scale,
                          "cfg_scale": comparison.cfg_scale, "sampler": "Euler, 25 steps",

@@ -197,6 +197,15 @@ def heun_sample(model, noise: torch.Tensor, cond=None, steps: int = 25, null_con
     return torch.stack(trajectory) if return_trajectory else x
 
 
+SAMPLERS = {"euler": euler_sample, "heun": heun_sample}  # Heun calls the model twice a step
+
+
+def check_sampler(sampler) -> str:
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {sampler!r}.")
+    return sampler
+
+
 @contextmanager
 def evaluating(model):
     """Run a block with `model` in eval mode, then give it back the train/eval mode it had."""
@@ -241,10 +250,12 @@ def sample_trajectory(model, captions: list, steps: int = 25, cfg_scale: float =
 
 @torch.no_grad()
 def generate(model, captions: list, vae=None, steps: int = 25, cfg_scale: float = 1.0, seed: int = 0,
-             latent_size: int = None, batch_size: int = 250) -> torch.Tensor:
-    """Sample one image per caption with Euler steps (and CFG against model.null_condition()), decoded by the VAE:
-    (n, 3, 4 s, 4 s) in [-1, 1] (see caption_batch). The model's train/eval mode is kept."""
+             latent_size: int = None, batch_size: int = 250, sampler: str = "euler") -> torch.Tensor:
+    """Sample one image per caption with `steps` steps of the sampler ("euler" or "heun", SAMPLERS; CFG against
+    model.null_condition()), decoded by the VAE: (n, 3, 4 s, 4 s) in [-1, 1] (see caption_batch). The model's
+    train/eval mode is kept."""
     check_count("batch_size", batch_size, "captions sampled at once")
+    solve = SAMPLERS[check_sampler(sampler)]
     noise, (ids, mask) = caption_batch(model, captions, seed, latent_size)
     vae = vae or load_vae()
     device, vae_device = next(model.parameters()).device, next(vae.parameters()).device
@@ -253,7 +264,7 @@ def generate(model, captions: list, vae=None, steps: int = 25, cfg_scale: float 
     with evaluating(model):
         for i in range(0, len(captions), batch_size):
             cond = (ids[i : i + batch_size].to(device), mask[i : i + batch_size].to(device))
-            latents = euler_sample(model, noise[i : i + batch_size].to(device), cond, steps, null, cfg_scale)
+            latents = solve(model, noise[i : i + batch_size].to(device), cond, steps, null, cfg_scale)
             images.append(vae.decode(latents.float().to(vae_device)).cpu())
     return torch.cat(images)
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from .config import SEEDS
 from .data import MODES, check_count, check_mode, check_size, float_images, relation_holds, render_shapes
-from .flow import generate
+from .flow import check_sampler, generate
 from .judge import ATTRIBUTES, Judge, load_judge, read_scenes, scene_objects
 
 
@@ -133,19 +133,20 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor, judge: Judge = None
 
 
 def evaluate(model, n: int = 500, mode: str = "single", steps: int = 25, cfg_scale: float = 1.0, seed: int = 0,
-             size: int = 32, vae=None, judge: Judge = None) -> dict:
+             size: int = 32, vae=None, judge: Judge = None, sampler: str = "euler") -> dict:
     """Generate n images for fresh captions of one mode and score them.
 
     Returns {"adherence", "frechet", "pair_consistency" (pair mode only), "images", "captions", "records",
     "scenes" (the judge's reading of the images, for two_object_funnel)}.
     The captions come from seed SEEDS["eval_prompts"] + seed, never used in training; the Frechet distance is
     against n real images of the same mode (seed SEEDS["eval_real"] + seed). mode: "single", "relation" or "pair";
-    size: the image side, a multiple of 16 (the latents are size / 4).
+    size: the image side, a multiple of 16 (the latents are size / 4); sampler: "euler" or "heun" (flow.SAMPLERS).
     """
     n, size, mode = check_count("n", n), check_size(size), check_mode(mode, MODES)
+    check_sampler(sampler)
     judge = judge or load_judge()
     prompts = render_shapes(n, seed=SEEDS["eval_prompts"] + seed, size=size, mode=mode)
-    images = generate(model, prompts.captions, vae, steps, cfg_scale, seed, latent_size=size // 4)
+    images = generate(model, prompts.captions, vae, steps, cfg_scale, seed, latent_size=size // 4, sampler=sampler)
     real = render_shapes(n, seed=SEEDS["eval_real"] + seed, size=size, mode=mode).images
     scenes = read_scenes(judge, images)  # read once, scored twice
     result = {"adherence": _adherence(scenes, prompts.records), "frechet": frechet_distance(real, images, judge),
