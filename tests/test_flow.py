@@ -176,6 +176,25 @@ def test_generate_keeps_the_models_mode_and_takes_sizes_from_its_config():
     assert not model.training
 
 
+def test_generate_with_heun_is_heun_sampling_of_the_seeded_noise_and_unknown_samplers_are_named():
+    from course_utils.flow import caption_batch, heun_sample
+    from course_utils.vae import load_vae
+
+    torch.manual_seed(0)
+    model = dit_tiny(depth=1).eval()
+    captions = ["two small red circles", "a blue square in the center"]
+    with torch.no_grad():
+        for p in model.parameters():  # a zero-initialised model's field is 0: give it one to integrate
+            p.normal_(0, 0.05)
+    decoded = generate(model, captions, steps=3, cfg_scale=2.0, seed=4, sampler="heun")
+    noise, cond = caption_batch(model, captions, seed=4)
+    latents = heun_sample(model, noise, cond, 3, model.null_condition(), 2.0)
+    assert torch.allclose(decoded, load_vae().decode(latents), atol=1e-5)
+    assert not torch.allclose(decoded, generate(model, captions, steps=3, cfg_scale=2.0, seed=4), atol=1e-3)
+    with pytest.raises(ValueError, match=r"sampler must be one of \('euler', 'heun'\), got 'rk4'"):
+        generate(model, captions, sampler="rk4")
+
+
 def test_generate_refuses_a_lone_string():
     with pytest.raises(ValueError, match="list of strings"):
         generate(dit_tiny(depth=1), "a red circle above a blue square")
