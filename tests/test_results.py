@@ -73,6 +73,6 @@ def test_the_readme_states_each_shipped_claims_status_as_its_result_gives_it():
     assert set(COMPARISONS) <= set(rows), "one README row per comparison"
     for name, status in rows.items():
         if (REPO_DIR / "data" / "results" / f"{name}.json").exists():
-            assert name in COMPARISONS and status == verdict(load_result(name)), name
+            assert status == verdict(load_result(name)), name
         else:  # a claim with no experiment yet, or one not yet run at reference scale
             assert status == "open", name
