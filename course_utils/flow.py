@@ -60,6 +60,19 @@ def clean_estimate(x: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.T
     return x + (1 - _per_sample(t, x)) * v
 
 
+def noise_estimate(x: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The noise x0 that a velocity v at (x_t, t) comes from: x_t - t v. DDPM's models predict this (epsilon)."""
+    return clean_estimate(x, t, v) - v  # x1_hat - v = x_t + (1 - t) v - v
+
+
+def score_estimate(x: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The score grad log p_t(x_t) that a velocity implies: -x0_hat / (1 - t), for t < 1 (x_t given the data is
+    Gaussian with std 1 - t around t x1). Score matching's models predict this."""
+    if bool((_per_sample(t, x) >= 1).any()):
+        raise ValueError("the score is defined for t < 1 (at t = 1 the path has no noise left).")
+    return -noise_estimate(x, t, v) / (1 - _per_sample(t, x))
+
+
 def time_grid(steps: int, device=None) -> torch.Tensor:
     """(steps + 1,) equally spaced times from 0 (noise) to 1 (data): the samplers' steps."""
     if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:

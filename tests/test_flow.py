@@ -262,3 +262,28 @@ def test_interpolate_and_the_loss_name_mismatched_shapes():
         euler_sample(exact_field, torch.randn(3, 2), steps=2.5)
     with pytest.raises(ValueError, match=r"noise must be a float tensor \(B, ...\) drawn from N\(0, I\), got list"):
         heun_sample(exact_field, [0.0, 1.0])
+
+
+def test_velocity_noise_and_score_are_one_prediction_in_three_coordinates():
+    """On a Gaussian mixture the exact velocity, turned into a noise and a score, gives the exact score of p_t
+    (computed independently: autograd of the closed-form log density of x_t)."""
+    from course_utils.flow import noise_estimate, score_estimate
+
+    means = torch.tensor([[-2.0, 1.5], [2.0, 1.5], [0.0, -2.0]], dtype=torch.float64)
+    stds = torch.tensor([0.3, 0.5, 0.4], dtype=torch.float64)
+    weights = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    x = (2 * torch.randn(64, 2, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    t = torch.rand(64, generator=gen, dtype=torch.float64) * 0.98
+    var = (1 - t[:, None]) ** 2 + t[:, None] ** 2 * stds[None] ** 2  # (B, K)
+    sq = ((x[:, None] - t[:, None, None] * means[None]) ** 2).sum(-1)  # (B, K)
+    log_p = torch.logsumexp(torch.log(weights) - 0.5 * sq / var - torch.log(2 * math.pi * var), dim=1)
+    exact_score = torch.autograd.grad(log_p.sum(), x)[0]
+    v = gaussian_mixture_velocity(x.detach(), t, means, stds, weights)
+    assert torch.allclose(score_estimate(x.detach(), t, v), exact_score, atol=1e-9)
+    x1 = torch.randn(64, 2, generator=gen, dtype=torch.float64)
+    x0 = torch.randn(64, 2, generator=gen, dtype=torch.float64)
+    xt = interpolate(x0, x1, t)
+    assert torch.allclose(noise_estimate(xt, t, velocity_target(x0, x1)), x0, atol=1e-12)  # exact on a straight path
+    with pytest.raises(ValueError, match="t < 1"):
+        score_estimate(xt, torch.ones(64, dtype=torch.float64), v)
