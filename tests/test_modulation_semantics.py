@@ -7,9 +7,18 @@ import torch
 from course_utils.checkpoint import load_model
 from course_utils.data import Tokenizer, render_shapes
 from course_utils.flow import euler_sample, evaluating
-from course_utils.modulation_semantics import (PAIRS, channel_changes, channel_mask, check_k, consistency,
-                                               rank_channels, run_modulation_semantics, sample_transplant,
-                                               topk_overlap, word_captions)
+from course_utils.modulation_semantics import (
+    PAIRS,
+    channel_changes,
+    channel_mask,
+    check_k,
+    consistency,
+    rank_channels,
+    run_modulation_semantics,
+    sample_transplant,
+    topk_overlap,
+    word_captions,
+)
 
 RECORDS = render_shapes(4, seed=123, mode="single").records
 
