@@ -46,6 +46,7 @@ SEEDS = {
     "vae_test": 10_000,  # vae.reconstruction_psnr
     "judge_test": 20_000,  # judge.attribute_accuracy
     "examples": 700_000,  # the explorers' and lessons' example scenes
+    "exercises": 750_000,  # the exercise checks' scenes (+ a small offset per check)
     "tests": 800_000,  # the test suite's measurements of the VAE, the judge and the metrics (+ a small offset)
     "eval_prompts": 900_000,  # metrics.evaluate: held-out captions (+ the evaluation's seed)
     "eval_real": 950_000,  # metrics.evaluate: real images for the Frechet distance (+ the evaluation's seed)
@@ -61,7 +62,8 @@ def stream_seed(seed: int, step: int) -> int:
 def training_seeds(max_steps: int = 6_000) -> dict:
     """{name: set or range of render seeds} that training data is drawn from (streams of up to max_steps steps,
     twice the shipped VAE and judge runs)."""
-    shards = {10 * SEEDS[split] + k for split in ("train_latents", "val_latents") for k in range(3)}
+    splits = ("train_latents", "val_latents", "twins_train_latents", "twins_val_latents")
+    shards = {10 * SEEDS[split] + k for split in splits for k in range(3)}
     return {
         "latent shards": shards,
         "vae stream": range(stream_seed(SEEDS["vae_training"], 0), stream_seed(SEEDS["vae_training"], max_steps)),

@@ -14,21 +14,20 @@ longer than one sitting loses nothing; once complete it is written to data/resul
 
 import argparse
 import json
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from .checkpoint import load_model, register_shipped
-from .config import DATA_DIR, FAST, REPO_DIR, get_device, seed_everything
+from .checkpoint import load_model
+from .config import FAST, REPO_DIR, get_device, seed_everything
 from .dit import CONDITIONINGS, dit_small
 from .flow import generate
 from .judge import read_scenes
 from .latents import load_latents
 from .metrics import consistency_by_distance, evaluate, frequency_errors
 from .mmdit import mmdit_small
-from .results import difference, save_result, table, verdict
+from .results import difference, new_result, save_result, ship_result, table, verdict
 from .sd3_baselines import cross_small, in_context_small
 from .train import LESSON_RUN, TrainConfig, train
 from .unet import unet_small
@@ -221,12 +220,6 @@ def _load_data(comparison: Comparison, device) -> dict:
             "vae": load_model("vae", device), "judge": load_model("judge", device)}
 
 
-def git_commit() -> str:
-    """The checkout's short commit hash, recorded in every result ("unknown" outside a git checkout)."""
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_DIR)
-    return done.stdout.strip() or "unknown"
-
-
 def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Path = None, device=None,
                    keep: dict = None) -> dict:
     """Run every (variant, seed) of a comparison at a scale; returns the result in the results schema (DESIGN).
@@ -242,16 +235,13 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
     if unknown or not variants:
         raise ValueError(f"comparison {name!r} has the variants {', '.join(comparison.variants)}; got {variants!r}.")
     device = device or get_device()
-    result = {"name": name, "claim": comparison.claim, "key": list(comparison.key),
-              "command": f"python -m course_utils.experiments {name} --scale {scale}", "commit": git_commit(),
-              "device": str(device), "seconds": 0.0, "complete": False,
-              "budget": {**asdict(budget), "seeds": list(budget.seeds), "scale": scale,
-                         "cfg_scale": comparison.cfg_scale, "sampler": "Euler, 25 steps",
-                         "train": {k: v for k, v in asdict(comparison.run).items()
-                                   if k not in ("steps", "batch_size", "seed")},
-                         **comparison.notes,
-                         **({"note": CPU_REFERENCE} if scale == "reference" and str(device) == "cpu" else {})},
-              "variants": {}}
+    train = {k: v for k, v in asdict(comparison.run).items() if k not in ("steps", "batch_size", "seed")}
+    budget_record = {**asdict(budget), "seeds": list(budget.seeds), "scale": scale, "cfg_scale": comparison.cfg_scale,
+                     "sampler": "Euler, 25 steps", "train": train,
+                     **comparison.notes,
+                     **({"note": CPU_REFERENCE} if scale == "reference" and str(device) == "cpu" else {})}
+    result = new_result(name, comparison.claim, comparison.key,
+                        f"python -m course_utils.experiments {name} --scale {scale}", device, budget_record)
     if progress is not None and Path(progress).exists():
         kept = json.loads(Path(progress).read_text())
         if kept.get("budget") == result["budget"]:
@@ -288,8 +278,7 @@ def main(argv=None):
     key = difference(result)
     print(f"{comparison.key[1]} - {comparison.key[2]} ({comparison.key[0]}): {key}; {verdict(result)}")
     if args.scale == "reference" and result["complete"] and variants is None:
-        save_result(result, DATA_DIR / "results" / f"{args.name}.json")
-        print(f"wrote data/results/{args.name}.json, sha256 {register_shipped(f'results/{args.name}.json')}")
+        print(ship_result(result))
     else:
         print(f"kept in {progress} (data/ is written only by a complete reference run of every variant)")
 

@@ -16,13 +16,12 @@ import time
 import torch
 from torch import nn
 
-from .checkpoint import load_model, register_shipped
-from .config import DATA_DIR, FAST, SEEDS
+from .checkpoint import load_model
+from .config import FAST, SEEDS
 from .data import Tokenizer, caption_for, render_shapes
-from .experiments import git_commit
-from .flow import euler_sample, evaluating
+from .flow import caption_batch, euler_sample, evaluating
 from .judge import read_scenes, scene_objects
-from .results import difference, save_result, table, verdict
+from .results import difference, new_result, ship_result, table, verdict
 from .stats import mean_interval
 
 PAIRS = {"colour": ("red", "blue"), "shape": ("circle", "square"), "size": ("small", "large")}  # attribute: (A, B)
@@ -146,15 +145,14 @@ class Transplant(nn.Module):
 def sample_transplant(model, captions_a: list, captions_b: list, channels: torch.Tensor, seed: int = 0,
                       steps: int = STEPS, cfg_scale: float = CFG_SCALE) -> torch.Tensor:
     """Latents (B, C, s, s) of captions A with the modulation of `channels` ((D,) bool) from captions B; Euler with CFG
-    against model.null_condition(), noise drawn from `seed` as flow.caption_batch draws it."""
+    against model.null_condition(), from the noise flow.caption_batch draws for `seed`."""
     device = next(model.parameters()).device
-    tok, cfg = Tokenizer(model.config.max_len), model.config
-    cond_a, cond_b = (tuple(x.to(device) for x in tok.encode(c)) for c in (captions_a, captions_b))
-    noise = torch.randn(len(captions_a), cfg.in_channels, cfg.input_size, cfg.input_size,
-                        generator=torch.Generator().manual_seed(seed)).to(device)
+    noise, cond_a = caption_batch(model, captions_a, seed)
+    cond_b = Tokenizer(model.config.max_len).encode(captions_b)
+    cond_a, cond_b = (tuple(x.to(device) for x in cond) for cond in (cond_a, cond_b))
     wrapped = Transplant(model, cond_a, cond_b, channels.to(device))
     with evaluating(model):
-        return euler_sample(wrapped, noise, cond_a, steps, model.null_condition(), cfg_scale)
+        return euler_sample(wrapped, noise.to(device), cond_a, steps, model.null_condition(), cfg_scale)
 
 
 def follows(scenes: dict, attribute: str, word: str) -> float:
@@ -174,15 +172,15 @@ def run_modulation_semantics(scale: str = "lesson", k: int = K, model=None, devi
     check_k(k, dim)
     vae, judge = load_model("vae", device), load_model("judge", device)
     start = time.time()
-    result = {"name": "modulation_semantics", "claim": CLAIM, "key": list(KEY),
-              "command": f"python -m course_utils.modulation_semantics --scale {scale}", "commit": git_commit(),
-              "device": str(device), "seconds": 0.0, "complete": True,
-              "budget": {"scale": scale, "steps": 0, "batch_size": budget["n_prompts"], "seeds": list(budget["seeds"]),
-                         "n_eval": budget["n_prompts"] * len(PAIRS), "n_prompts_per_pair": budget["n_prompts"],
-                         "n_contexts": budget["n_contexts"], "times": list(TIMES), "k": k, "dim": dim,
-                         "model": MODEL, "cfg_scale": CFG_SCALE, "sampling_steps": STEPS, "pairs": PAIRS,
-                         "note": "no training: the shipped DiT; one prompt set and random-k draw per pair and seed"},
-              "channels": {}, "consistency": {}, "variants": {c: {"seeds": [], "metrics": {}} for c in CONDITIONS}}
+    result = new_result(
+        "modulation_semantics", CLAIM, KEY, f"python -m course_utils.modulation_semantics --scale {scale}", device,
+        {"scale": scale, "steps": 0, "batch_size": budget["n_prompts"], "seeds": list(budget["seeds"]),
+         "n_eval": budget["n_prompts"] * len(PAIRS), "n_prompts_per_pair": budget["n_prompts"],
+         "n_contexts": budget["n_contexts"], "times": list(TIMES), "k": k, "dim": dim, "model": MODEL,
+         "cfg_scale": CFG_SCALE, "sampling_steps": STEPS, "pairs": PAIRS,
+         "note": "no training: the shipped DiT; one prompt set and random-k draw per pair and seed"},
+        {c: {"seeds": [], "metrics": {}} for c in CONDITIONS})
+    result["channels"], result["consistency"] = {}, {}
     contexts = render_shapes(budget["n_contexts"], seed=CONTEXT_SEED, mode="single").records
     ranking = {}
     for attribute in PAIRS:
@@ -210,7 +208,7 @@ def run_modulation_semantics(scale: str = "lesson", k: int = K, model=None, devi
             entry["seeds"].append(seed)
             for metric, value in measured.items():
                 entry["metrics"].setdefault(metric, []).append(value)
-    result["seconds"] = time.time() - start
+    result["seconds"], result["complete"] = time.time() - start, True
     return result
 
 
@@ -226,9 +224,7 @@ def main(argv=None):
     print(table(result, ("follows_b", "follows_a") + tuple(f"follows_b_{a}" for a in PAIRS)))
     print(f"{KEY[1]} - {KEY[2]} ({KEY[0]}): {difference(result)}; {verdict(result)}")
     if args.scale == "reference":
-        save_result(result, DATA_DIR / "results" / "modulation_semantics.json")
-        print(f"wrote data/results/modulation_semantics.json, sha256 "
-              f"{register_shipped('results/modulation_semantics.json')}")
+        print(ship_result(result))
 
 
 if __name__ == "__main__":

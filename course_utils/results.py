@@ -6,10 +6,11 @@ A result: {"name", "claim", "key": [metric, a, b], "command", "commit", "device"
 """
 
 import json
+import subprocess
 from pathlib import Path
 
-from .checkpoint import sha256_file, shipped_sums, write_atomic
-from .config import DATA_DIR
+from .checkpoint import register_shipped, sha256_file, shipped_sums, write_atomic
+from .config import DATA_DIR, REPO_DIR
 from .stats import mean_interval, paired_difference, pooled_proportion
 
 # over prompts, so they get the binomial interval too
@@ -21,10 +22,30 @@ LOWER_IS_BETTER = ("val_loss", "frechet_single", "frechet_two", "frechet_pair", 
 SCHEMA = ("name", "claim", "key", "command", "commit", "device", "seconds", "complete", "budget", "variants")
 
 
+def git_commit() -> str:
+    """The checkout's short commit hash, recorded in every result ("unknown" outside a git checkout)."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_DIR)
+    return done.stdout.strip() or "unknown"
+
+
+def new_result(name: str, claim: str, key: tuple, command: str, device, budget: dict, variants: dict = None) -> dict:
+    """A result in the schema, started now at this commit: no time spent yet and not complete."""
+    return {"name": name, "claim": claim, "key": list(key), "command": command, "commit": git_commit(),
+            "device": str(device), "seconds": 0.0, "complete": False, "budget": budget, "variants": variants or {}}
+
+
 def save_result(result: dict, path) -> None:
     """Write a result as JSON, atomically (an interrupted write leaves the old file)."""
     text = json.dumps(result, indent=1)
     write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def ship_result(result: dict) -> str:
+    """Write a reference result to data/results/NAME.json and list its sha256 in data/SHA256SUMS; returns what was
+    written, as a line to print."""
+    file = f"results/{result['name']}.json"
+    save_result(result, DATA_DIR / file)
+    return f"wrote data/{file}, sha256 {register_shipped(file)}"
 
 
 def check_result(result: dict, source="result") -> dict:

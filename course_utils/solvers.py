@@ -13,11 +13,11 @@ import argparse
 import time
 from dataclasses import asdict
 
-from .checkpoint import load_model, register_shipped
-from .config import DATA_DIR, FAST, get_device
-from .experiments import Scale, git_commit
+from .checkpoint import load_model
+from .config import FAST, get_device
+from .experiments import Scale
 from .metrics import evaluate
-from .results import difference, save_result, table, verdict
+from .results import difference, new_result, ship_result, table, verdict
 
 NFES = (1, 2, 4, 8, 16, 32, 64)  # model calls per sample
 SETTINGS = {**{f"euler_{n}": ("euler", n) for n in NFES},  # name -> (sampler, steps)
@@ -44,12 +44,9 @@ def run_sampling_steps(scale: str = "lesson", settings=None, model=None, device=
     device = device or get_device()
     model = model or load_model(MODEL, device)
     vae, judge = load_model("vae", device), load_model("judge", device)
-    result = {"name": "sampling_steps", "claim": CLAIM, "key": list(KEY),
-              "command": f"python -m course_utils.solvers --scale {scale}", "commit": git_commit(),
-              "device": str(device), "seconds": 0.0, "complete": True,
-              "budget": {**asdict(budget), "seeds": list(budget.seeds), "scale": scale, "model": MODEL,
-                         "cfg_scale": CFG_SCALE, "note": "no training: a shipped model, one prompt set per seed"},
-              "variants": {}}
+    result = new_result("sampling_steps", CLAIM, KEY, f"python -m course_utils.solvers --scale {scale}", device,
+                        {**asdict(budget), "seeds": list(budget.seeds), "scale": scale, "model": MODEL,
+                         "cfg_scale": CFG_SCALE, "note": "no training: a shipped model, one prompt set per seed"})
     for name in settings:
         sampler, steps = SETTINGS[name]
         entry = result["variants"][name] = {"seeds": [], "metrics": {}}
@@ -63,6 +60,7 @@ def run_sampling_steps(scale: str = "lesson", settings=None, model=None, device=
             for metric, value in measured.items():
                 entry["metrics"].setdefault(metric, []).append(value)
             result["seconds"] += measured["seconds"]
+    result["complete"] = True
     return result
 
 
@@ -74,8 +72,7 @@ def main(argv=None):
     print(table(result, ("nfe", "adherence_single", "frechet_single")))
     print(f"{KEY[1]} - {KEY[2]} ({KEY[0]}): {difference(result)}; {verdict(result)}")
     if args.scale == "reference":
-        save_result(result, DATA_DIR / "results" / "sampling_steps.json")
-        print(f"wrote data/results/sampling_steps.json, sha256 {register_shipped('results/sampling_steps.json')}")
+        print(ship_result(result))
 
 
 if __name__ == "__main__":

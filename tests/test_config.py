@@ -62,7 +62,7 @@ def test_cache_dir_is_created_on_demand_and_git_ignored(tmp_path, monkeypatch):
 def test_no_named_seed_outside_training_draws_training_images():
     """Examples, tests and evaluations (each with offsets up to 1,000) never render a training scene."""
     training = config.training_seeds()
-    held_out = ("vae_test", "judge_test", "examples", "tests", "eval_prompts", "eval_real")
+    held_out = ("vae_test", "judge_test", "examples", "exercises", "tests", "eval_prompts", "eval_real")
     for name in held_out:
         for seed in range(config.SEEDS[name], config.SEEDS[name] + 1000):
             assert not any(seed in seeds for seeds in training.values()), (name, seed)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from course_utils.checkpoint import load_model
+from course_utils.config import SEEDS
 from course_utils.data import Tokenizer, render_shapes
 from course_utils.flow import euler_sample, evaluating
 from course_utils.modulation_semantics import (
@@ -20,7 +21,7 @@ from course_utils.modulation_semantics import (
     word_captions,
 )
 
-RECORDS = render_shapes(4, seed=123, mode="single").records
+RECORDS = render_shapes(4, seed=SEEDS["tests"] + 123, mode="single").records
 
 
 @pytest.fixture(scope="module")

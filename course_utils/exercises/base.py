@@ -75,6 +75,13 @@ def choice(value, options: tuple) -> str:
     return value
 
 
+def ratio(value, expected: float, what: str, rel: float = 0.01) -> float:
+    """A student's ratio, or Wrong saying it is not `what` (the expected value, within a relative `rel`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value / expected - 1) > rel:
+        raise Wrong(f"{value!r} is not {what}.")
+    return value
+
+
 def evaluate(key: str, answer) -> tuple:
     """(passed, message) for `answer` to exercise `key`; never raises for a wrong answer."""
     exercise = get(key)

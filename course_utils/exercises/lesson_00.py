@@ -5,6 +5,7 @@ from functools import lru_cache
 
 import torch
 
+from ..config import SEEDS
 from ..data import RELATIONS, relation_holds, render_shapes, to_float
 from ..dit import dit_tiny
 from ..flow import euler_sample, gaussian_mixture_velocity
@@ -17,7 +18,7 @@ from .base import Wrong, call, choice, exercise
 @exercise("00.1", "true_relations", "a record's objects carry their grid cell as 'row' (0 = top) and 'col' (0 = left); "
           "'above' means a smaller row than the other object's.")
 def check_true_relations(true_relations):
-    for record in render_shapes(200, seed=4242, mode="relation").records:
+    for record in render_shapes(200, seed=SEEDS["exercises"] + 1, mode="relation").records:
         a, b = record["objects"]
         got = call(true_relations, record)
         expected = {r for r in RELATIONS if relation_holds(r, a, b)}
@@ -56,10 +57,12 @@ def check_psnr_drop(psnr_drop):
             f"denoiser's last steps must land much closer than that to the data.")
 
 
+MIXTURE_MEANS = torch.tensor([[-2.0, 1.5], [2.0, 1.5], [0.0, -2.0]])  # lesson 00's three modes, std 0.3 each
+
+
 def mixture_field(x, t, cond=None):
     """The exact velocity of lesson 00's three-mode Gaussian mixture."""
-    means = torch.tensor([[-2.0, 1.5], [2.0, 1.5], [0.0, -2.0]])
-    return gaussian_mixture_velocity(x, t, means, torch.full((3,), 0.3), torch.full((3,), 1 / 3))
+    return gaussian_mixture_velocity(x, t, MIXTURE_MEANS, torch.full((3,), 0.3), torch.full((3,), 1 / 3))
 
 
 @exercise("00.3", "euler_by_hand", "the grid is t_k = k / steps; each step does x = x + velocity(x, t) * dt with t a "
@@ -76,9 +79,8 @@ def check_euler_by_hand(euler_by_hand):
             error = (got - expected).abs().max().item()
             raise Wrong(f"with {steps} step(s) your samples differ from `euler_sample`'s by up to {error:.3g}. "
                         f"Check the time grid (t from 0 to 1) and the step size.")
-    means = torch.tensor([[-2.0, 1.5], [2.0, 1.5], [0.0, -2.0]])
-    near = {s: (torch.cdist(euler_sample(mixture_field, noise, steps=s), means).min(1).values < 1).float().mean()
-            for s in (1, 5)}
+    landed = {s: euler_sample(mixture_field, noise, steps=s) for s in (1, 5)}
+    near = {s: (torch.cdist(x, MIXTURE_MEANS).min(1).values < 1).float().mean() for s, x in landed.items()}
     return (f"it matches `euler_sample`. With 5 steps {near[5]:.0%} of samples land within 1 of a mode "
             f"({near[1]:.0%} with a single step): the paths are nearly straight, so few steps go a long way.")
 

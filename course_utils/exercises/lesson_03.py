@@ -6,7 +6,7 @@ import torch
 from ..attention import ViTBlock, block_macs
 from ..dit import dit_tiny
 from ..patchify import patchify, unpatchify
-from .base import Wrong, call, exercise
+from .base import Wrong, call, exercise, ratio
 
 
 @exercise("03.1", "unpatchify_by_hand", "undo patchify_by_hand step by step in reverse: reshape the tokens to (b, grid "
@@ -71,8 +71,7 @@ def check_permute_patches(permute_patches):
           "go from 16 to 64, and a block's cost is linear in N except for its N^2 attention term.")
 def check_gflops_ratio(gflops_ratio):
     expected = dit_tiny(patch_size=1).gflops() / dit_tiny().gflops()
-    if not isinstance(gflops_ratio, (int, float)) or abs(gflops_ratio / expected - 1) > 0.01:
-        raise Wrong(f"{gflops_ratio!r} is not the ratio of the two models' gflops(); it is between 4 and 16.")
+    ratio(gflops_ratio, expected, "the ratio of the two models' gflops(); it is between 4 and 16")
     return (f"patch 1 costs {expected:.2f}x the Gflops of patch 2 for nearly the same parameters: 4x the tokens, "
             f"and a little more for the attention's N^2 term. Patch size is the DiT paper's cheapest way to buy "
             f"compute.")

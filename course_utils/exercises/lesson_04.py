@@ -12,7 +12,7 @@ from ..explorers import ADALN_CAPTIONS, adaln_view
 from ..latents import load_latents
 from ..results import difference, load_result, verdict
 from ..unet import unet_small
-from .base import Wrong, call, exercise
+from .base import Wrong, call, exercise, ratio
 
 
 def identity_blocks(conditioning: str) -> bool:
@@ -86,7 +86,6 @@ def check_paired_interval(paired_interval):
           "counter; divide dit_small(patch_size=1)'s by unet_small()'s.")
 def check_gflops_ratio(gflops_ratio):
     expected = dit_small(patch_size=1).forward_gflops() / unet_small().forward_gflops()
-    if not isinstance(gflops_ratio, (int, float)) or abs(gflops_ratio / expected - 1) > 0.01:
-        raise Wrong(f"{gflops_ratio!r} is not the ratio of the two models' forward_gflops() (DiT over U-Net).")
+    ratio(gflops_ratio, expected, "the ratio of the two models' forward_gflops() (DiT over U-Net)")
     return (f"the DiT at patch 1 (64 tokens) costs {expected:.2f}x the U-Net's compute per forward; at patch 2 it "
             f"costs {dit_small().forward_gflops() / unet_small().forward_gflops():.2f}x.")

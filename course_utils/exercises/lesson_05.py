@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from ..checkpoint import load_model
+from ..config import SEEDS
 from ..data import MODES
 from ..dit import DiT, dit_tiny
 from ..explorers.rope import rope_1d_view, score_map, separability
@@ -195,7 +196,7 @@ def interpolation_losses(table) -> dict:
     """The shipped DiT's validation loss at 32x32 and on 64 real 64x64 images, with the sine-cosine table
     extrapolated (the package's) and interpolated (`table` at scale 1/2)."""
     shipped = load_model("dit").eval()
-    big, val = build_latents(64, seed=600_000, size=64), load_latents("val", verbose=False)
+    big, val = build_latents(64, seed=SEEDS["exercises"] + 54, size=64), load_latents("val", verbose=False)
     variant = DiT(replace(shipped.config, pos="none"))  # the same weights; the table is added by the embedder
     variant.load_state_dict(shipped.state_dict())
     variant.x_embedder = InterpolatedPatchEmbed(variant.x_embedder, table, 0.5)

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from ..checkpoint import load_model
+from ..config import SEEDS
 from ..data import COLOURS, Tokenizer, caption_for, relation_holds, render_shapes, to_float
 from ..flow import sample_trajectory, time_grid
 from ..latents import load_latents
@@ -173,7 +174,7 @@ INVERSE = {"above": "below", "below": "above", "to the left of": "to the right o
 @exercise("06.4", "swap_caption", "name the second object first, then invert the relation: 'above' becomes "
           "'below', 'to the left of' 'to the right of'. caption_for(record) writes a record's caption, articles too.")
 def check_swap_caption(swap_caption):
-    records = render_shapes(300, seed=606, mode="relation").records
+    records = render_shapes(300, seed=SEEDS["exercises"] + 64, mode="relation").records
     tokenizer = Tokenizer()
     for record in records:
         a, b = record["objects"]
@@ -186,7 +187,7 @@ def check_swap_caption(swap_caption):
             raise Wrong(f"for '{caption_for(record)}' you wrote '{got}'; the same scene named from the second object "
                         f"is '{expected}'.")
         assert relation_holds(INVERSE[record["relation"]], b, a)
-    mirrored, contradicting = caption_reading(render_shapes(100, seed=607, mode="relation"))
+    mirrored, contradicting = caption_reading(render_shapes(100, seed=SEEDS["exercises"] + 65, mode="relation"))
     closer = "closer to" if mirrored < contradicting else "further from"
     return (f"all 300 right. The shipped MMDiT at t = 0.5 on 100 scenes: the mirrored caption moves its prediction by "
             f"{mirrored:.1%} of the caption's whole effect (caption against null caption), a caption with the relation "
