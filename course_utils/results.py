@@ -15,7 +15,7 @@ from .stats import mean_interval, paired_difference, pooled_proportion
 
 # over prompts, so they get the binomial interval too
 PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "pair_consistency", "two_objects",
-               "follows_b")
+               "colours_right", "shapes_right", "bound", "follows_b")
 LOWER_IS_BETTER = ("val_loss", "frechet_single", "frechet_two", "frechet_pair", "low_freq_error", "high_freq_error")
 
 
