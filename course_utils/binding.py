@@ -193,7 +193,7 @@ def learning_curve(run: Path, before: str = None) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="The MMDiT's binding learning curve -> data/results/mmdit_binding.json")
+    parser = argparse.ArgumentParser(description="The MMDiT binding learning curve: data/results/mmdit_binding.json")
     parser.add_argument("run", type=Path, help="a retrain folder with curve/snapshot-STEP.pt copies")
     parser.add_argument("--before", default=None, help="git revision of the shipped model the run replaced")
     args = parser.parse_args(argv)
