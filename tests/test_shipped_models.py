@@ -17,9 +17,10 @@ from course_utils.mmdit import MMDiT
 from course_utils.unet import UNet
 
 FINGERPRINT = json.loads((Path(__file__).parent / "fixtures" / "shipped_fingerprint.json").read_text())
-# The README's figures: single-object adherence (500 held-out captions, 25 Euler steps, CFG 2).
-README_ADHERENCE = {"unet": 0.964, "dit": 0.900, "mmdit": 0.980}
-README_TWO_OBJECT = {"mmdit": 0.144}
+# The README's figures: single-object adherence (500 held-out captions, 25 Euler steps, CFG 2); the MMDiT's come from
+# data/results/mmdit_binding.json, which the test below checks they match.
+README_ADHERENCE = {"unet": 0.964, "dit": 0.900, "mmdit": 0.992}
+README_TWO_OBJECT = {"mmdit": 0.878}
 
 
 def _values(tensor):
@@ -76,4 +77,15 @@ def test_shipped_mmdit_follows_two_object_captions_as_the_readme_says():
     result = evaluate(load_model("mmdit"), n=n, mode="relation", cfg_scale=2.0, seed=7)
     funnel = two_object_funnel(result["scenes"], result["records"])
     assert _within_sampling_error(result["adherence"], README_TWO_OBJECT["mmdit"], n), result["adherence"]
-    assert funnel["colours"] > 0.7, funnel
+    assert funnel["shapes"] > 0.75, funnel  # shapes, the stage the model before failed (43.6%), now mostly right
+
+
+def test_the_mmdit_figures_are_those_of_the_shipped_binding_result():
+    from course_utils.results import load_result
+
+    result = load_result("mmdit_binding")
+    final = result["final"]["models"]["shipped"]["cfg 2"]
+    assert result["final"]["n_eval"] == 500
+    assert final["adherence_single"] == README_ADHERENCE["mmdit"]
+    assert final["adherence_two"] == README_TWO_OBJECT["mmdit"]
+    assert final["adherence_two"] >= 0.85 and final["adherence_single"] >= 0.97  # issue 16's targets
