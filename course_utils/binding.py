@@ -38,6 +38,8 @@ from .vae import load_vae
 N_CURVE, N_FINAL, CFG_FINAL = 200, 500, (2.0, 3.0)
 FUNNEL = {"two objects": "two_objects", "colours": "colours_right", "shapes": "shapes_right", "bound": "bound",
           "relation": "adherence_two"}  # two_object_funnel's stages -> metric names of the result
+CLAIM = ("Two-object binding is learned late: the MMDiT's two-object adherence rises long after its single-object "
+         "one; the per-token text stream, not the pooled caption, carries the binding.")
 
 
 def swap_colours(record: dict) -> dict:
@@ -50,9 +52,9 @@ def swap_colours(record: dict) -> dict:
 
 
 class PooledFrom(nn.Module):
-    """A text encoder whose pooled vector comes from other captions: for a caption in `table` (ids row -> the
-    (ids, mask) rows of its partner), the tokens and mask are its own and the pooled vector is the partner's. Any
-    other caption (the null caption of guidance, say) passes through unchanged."""
+    """A text encoder whose pooled vector comes from other captions: for a caption in `table` (ids row -> its
+    partner's pooled vector (D,)), the tokens and mask are its own and the pooled vector is the partner's. Any other
+    caption (the null caption of guidance, say) passes through unchanged."""
 
     def __init__(self, encoder: nn.Module, table: dict):
         super().__init__()
@@ -63,10 +65,8 @@ class PooledFrom(nn.Module):
         partners = [self.table.get(tuple(row.tolist())) for row in ids]
         rows = [i for i, p in enumerate(partners) if p is not None]
         if rows:
-            ids_b = torch.stack([partners[i][0] for i in rows]).to(ids.device)
-            mask_b = torch.stack([partners[i][1] for i in rows]).to(mask.device)
             pooled = pooled.clone()
-            pooled[rows] = self.encoder(ids_b, mask_b)[2]
+            pooled[rows] = torch.stack([partners[i] for i in rows]).to(pooled)
         return tokens, text_mask, pooled
 
 
@@ -80,12 +80,13 @@ def pooled_from(model: MMDiT, captions_a: list, captions_b: list):
     if len(captions_a) != len(captions_b):
         raise ValueError(f"captions_a and captions_b pair up one to one; got {len(captions_a)} and "
                          f"{len(captions_b)} captions.")
-    tokenizer = Tokenizer(model.config.max_len)
+    tokenizer, device = Tokenizer(model.config.max_len), next(model.parameters()).device
     ids_a, _ = tokenizer.encode(captions_a)
     ids_b, mask_b = tokenizer.encode(captions_b)
-    table = {tuple(a.tolist()): (b, m) for a, b, m in zip(ids_a, ids_b, mask_b)}
     encoder = model.text_encoder
-    model.text_encoder = PooledFrom(encoder, table)
+    with torch.no_grad():  # captions B are encoded once, not at every sampling step
+        pooled_b = encoder(ids_b.to(device), mask_b.to(device))[2]  # (n, D)
+    model.text_encoder = PooledFrom(encoder, {tuple(a.tolist()): p for a, p in zip(ids_a, pooled_b)})
     try:
         yield model
     finally:
@@ -135,11 +136,12 @@ def scores(model, n: int, cfg_scale: float, vae, judge) -> dict:
 
 
 def snapshot_model(path) -> tuple:
-    """(step, an mmdit_small with the snapshot's EMA weights, rounded through float16 as the shipped file is)."""
+    """(step, an mmdit_small with the snapshot's EMA weights, rounded through float16 as the shipped file is, and
+    the run's TrainConfig as a dict)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = mmdit_small()
     model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in state["ema"].items()})
-    return state["step"], model.eval()
+    return state["step"], model.eval(), state["config"]
 
 
 def model_at(rev: str) -> MMDiT:
@@ -160,22 +162,18 @@ def learning_curve(run: Path, before: str = None) -> dict:
         raise FileNotFoundError(f"no curve/snapshot-STEP.pt in {run}: copy each snapshot.pt there as the run writes "
                                 "it (the run overwrites it at every validation).")
     vae, judge, start = load_vae(), load_judge(), time.time()
-    config = torch.load(snapshots[-1], map_location="cpu", weights_only=True)["config"]
+    curve = {}
+    for path in snapshots:
+        step, model, config = snapshot_model(path)
+        measured = scores(model, N_CURVE, 2.0, vae, judge)
+        curve[f"step {step}"] = {"seeds": [settings["seed"]], "step": step, "samples": step * config["batch_size"],
+                                 "metrics": {k: [v] for k, v in measured.items()}}
+        print(f"step {step:>5}: " + ", ".join(f"{k} {v:.3f}" for k, v in measured.items()), flush=True)
+    steps = list(curve)
     budget = {"scale": "reference", "steps": config["steps"], "batch_size": config["batch_size"], "lr": config["lr"],
               "seeds": [settings["seed"]], "n_eval": N_CURVE, "cfg_scale": 2.0, "sampling_steps": 25}
-    result = new_result("mmdit_binding", "Two-object binding is learned late: the MMDiT's two-object adherence rises "
-                        "long after its single-object one; the per-token text stream, not the pooled caption, "
-                        "carries the binding.", ("adherence_two", "", ""), f"python -m course_utils.binding {run}",
-                        get_device(), budget)
-    for path in snapshots:
-        step, model = snapshot_model(path)
-        measured = scores(model, N_CURVE, 2.0, vae, judge)
-        result["variants"][f"step {step}"] = {"seeds": [settings["seed"]], "step": step,
-                                              "samples": step * config["batch_size"],
-                                              "metrics": {k: [v] for k, v in measured.items()}}
-        print(f"step {step:>5}: " + ", ".join(f"{k} {v:.3f}" for k, v in measured.items()), flush=True)
-    steps = list(result["variants"])
-    result["key"] = ["adherence_two", steps[-1], steps[0]]
+    result = new_result("mmdit_binding", CLAIM, ("adherence_two", steps[-1], steps[0]),
+                        f"python -m course_utils.binding {run}", get_device(), budget, curve)
     models = {"shipped": load_model("mmdit")}
     if before:
         models["before"] = model_at(before)

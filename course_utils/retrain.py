@@ -14,7 +14,7 @@ The denoisers share one recipe (RECIPES): caption-conditional flow matching on t
 SHIPPED_RUN settings, 10% null captions for classifier-free guidance, an EMA of the weights, saved in float16.
 The MMDiT draws two-object (relation) scenes 2.5x as often and decays its lr along a cosine, since binding colours
 to shapes in two-object captions is learned late; it trains with the large batch on every device (MMDIT_LARGE: batch
-1024 for 4,500 steps, about 5 minutes on one H100 and 2.7 hours on 2 CPU cores).
+1024 for 4,500 steps, about 5 minutes on one H100 and 2.6 hours on 2 CPU cores).
 
 A denoiser run saves a snapshot (weights, EMA, optimizer, scheduler, step, random states) in its folder at every
 validation; `--resume DIR` goes on from it, bit-exact on the CPU. On CUDA the U-Net's and the DiT's default is the
