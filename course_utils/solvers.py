@@ -14,8 +14,8 @@ import time
 from dataclasses import asdict
 
 from .checkpoint import load_model
+from .comparisons import Scale
 from .config import FAST, get_device
-from .experiments import Scale
 from .metrics import evaluate
 from .results import difference, new_result, ship_result, table, verdict
 

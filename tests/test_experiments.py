@@ -4,9 +4,10 @@ import pytest
 import torch
 from test_results import fake_result
 
-from course_utils import experiments
+from course_utils import comparisons, experiments
+from course_utils.comparisons import COMPARISONS, Scale, get_comparison, scale_of
 from course_utils.config import SEEDS
-from course_utils.experiments import COMPARISONS, Scale, get_comparison, run_comparison, run_variant, scale_of
+from course_utils.experiments import run_comparison, run_variant
 from course_utils.results import difference
 
 TINY = Scale(steps=3, seeds=(0,), batch_size=8, n_eval=4, n_val=16)
@@ -89,9 +90,9 @@ def test_the_twins_probe_counts_pairs_by_distance_on_unconditional_samples(monke
 
     real = render_shapes(40, seed=SEEDS["tests"] + 40, size=64, mode="twins")
     captions = []
-    monkeypatch.setattr(experiments, "generate", lambda model, caps, vae, seed: captions.extend(caps) or real.images)
+    monkeypatch.setattr(comparisons, "generate", lambda model, caps, vae, seed: captions.extend(caps) or real.images)
     context = {"vae": None, "judge": load_model("judge"), "n_eval": 40, "seed": 0}
-    out = experiments.PROBES["twins_by_distance"](None, context)
+    out = comparisons.PROBES["twins_by_distance"](None, context)
     assert captions == [""] * 40  # the null caption: unconditional samples
     expected = {label: 0 for label in CELL_DISTANCES.values()}
     for record in real.records:

@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from course_utils import experiments
-from course_utils.experiments import COMPARISONS, INDUCTIVE_BIAS_SIZES, _load_data, run_comparison, run_variant
+from course_utils.comparisons import COMPARISONS, INDUCTIVE_BIAS_SIZES, Scale
+from course_utils.experiments import _load_data, run_comparison, run_variant
 from course_utils.results import check_result, difference
 from course_utils.train import History
 
-TINY = experiments.Scale(steps=3, seeds=(0,), batch_size=8, n_eval=4, n_val=16)
+TINY = Scale(steps=3, seeds=(0,), batch_size=8, n_eval=4, n_val=16)
 
 
 @pytest.fixture(scope="module")

@@ -63,8 +63,8 @@ def test_load_result_verifies_the_checksum(tmp_path, monkeypatch):
 def test_the_readme_states_each_shipped_claims_status_as_its_result_gives_it():
     import re
 
+    from course_utils.comparisons import COMPARISONS
     from course_utils.config import REPO_DIR
-    from course_utils.experiments import COMPARISONS
 
     readme = (REPO_DIR / "README.md").read_text()
     section = readme.split("## The lecture's claims, measured")[1].split("\n## ")[0]

@@ -1,0 +1,199 @@
+"""What the lessons compare: each claim's variants, budgets at two scales and measurements (DESIGN, "Evidence: two
+scales"). `course_utils.experiments` runs them.
+
+    get_comparison("conditioning").variants     # {name: builder of a fresh model}
+    scale_of(comparison, "lesson")               # the budget a notebook runs (the FAST one in FAST mode)
+"""
+
+from dataclasses import dataclass, field, replace
+from functools import partial
+
+from .config import FAST
+from .dit import CONDITIONINGS, dit_small
+from .flow import generate
+from .judge import read_scenes
+from .latents import SPLITS
+from .metrics import consistency_by_distance, frequency_errors
+from .mmdit import mmdit_small
+from .sd3_baselines import cross_small, in_context_small
+from .train import LESSON_RUN, TrainConfig
+from .unet import unet_small
+
+SCALES = ("fast", "lesson", "reference")
+INDUCTIVE_BIAS_SIZES = {"1k": 1_000, "5k": 5_000, "50k": 50_000}  # variant suffix -> training latents
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A budget: AdamW steps of batch_size samples, for each seed; n_eval captions per evaluated mode and seed;
+    n_val held-out latents for the validation loss (8 validations a run)."""
+
+    steps: int
+    seeds: tuple
+    batch_size: int = 64
+    n_eval: int = 300
+    n_val: int = 1000
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Named variants (name -> a builder of a fresh model) trained and measured alike.
+
+    key: (metric, a, b), the paired difference a - b that carries the claim; modes: evaluate's caption modes;
+    run: the training settings every variant shares (steps, batch and seed come from the scale); probes: names of
+    extra measurements (PROBES); data: the latent splits (latents.SPLITS) it trains and validates on; train_sizes:
+    {variant: n} for variants that train on only the first n latents of the training split (default: all of them).
+    """
+
+    name: str
+    claim: str
+    variants: dict
+    key: tuple
+    lesson: Scale
+    reference: Scale
+    fast: Scale = Scale(steps=12, seeds=(0, 1), batch_size=32, n_eval=16, n_val=128)
+    modes: tuple = ("single", "relation")
+    cfg_scale: float = 3.0
+    run: TrainConfig = LESSON_RUN
+    probes: tuple = ()
+    notes: dict = field(default_factory=dict)
+    data: tuple = ("train", "val")
+    train_sizes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        available = SPLITS[self.data[0]][0]
+        for variant, n in self.train_sizes.items():
+            if variant not in self.variants:
+                raise ValueError(f"train_sizes of {self.name!r} names {variant!r}, which is not one of its variants "
+                                 f"({', '.join(self.variants)}).")
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= available:
+                raise ValueError(f"train_sizes[{variant!r}] of {self.name!r} must be a whole number of training "
+                                 f"latents from 1 to {available:,} (the {self.data[0]!r} split), got {n!r}.")
+
+
+def _frequency_probe(model, context: dict) -> dict:
+    latents, cond = context["val"]
+    return frequency_errors(model, latents, cond)
+
+
+def _twins_probe(model, context: dict) -> dict:
+    """n_eval unconditional samples (the null caption) of a model trained on twins, read by the judge: the share with
+    two matching objects, the share with exactly two objects, and per distance (metrics.CELL_DISTANCES) the counts
+    consistent_D of matching pairs among found_D pairs found that far apart."""
+    n = context["n_eval"]
+    images = generate(model, [""] * n, context["vae"], seed=context["seed"])  # (n, 3, 64, 64)
+    counts = consistency_by_distance(read_scenes(context["judge"], images))
+    found = sum(total for _, total in counts.values())
+    out = {"pair_consistency": sum(good for good, _ in counts.values()) / n, "two_objects": found / n}
+    for label, (good, total) in counts.items():
+        out[f"consistent_{label}"], out[f"found_{label}"] = good, total
+    return out
+
+
+# name -> (model, {"val": (latents, cond), "vae", "judge", "n_eval", "seed"}) -> {metric: value}
+PROBES = {"frequency_errors": _frequency_probe, "twins_by_distance": _twins_probe}
+
+
+COMPARISONS = {
+    "conditioning": Comparison(
+        name="conditioning",
+        claim="Modulation beats putting the condition in the sequence: adaLN-Zero trains to a lower validation "
+              "loss than in-context conditioning at an equal budget (DiT paper, Figure 5).",
+        variants={name: partial(dit_small, name) for name in CONDITIONINGS},
+        key=("val_loss", "adaln_zero", "in_context"),
+        lesson=Scale(steps=400, seeds=(0, 1), n_eval=200),
+        reference=Scale(steps=1000, seeds=(0, 1, 2), n_eval=500),
+        notes={"model": "DiT width 128, depth 6, 4 heads, patch 2 on 8x8 latents; each variant uses its own "
+                        "mechanism in the final layer (adaLN for the modulated ones, LayerNorm for the others)"},
+    ),
+    "skip_connections": Comparison(
+        name="skip_connections",
+        claim="Skip connections carry detail across the U-Net: without them the one-step estimate's high-frequency "
+              "error (what the 2x2 block means miss) is higher at an equal budget.",
+        variants={"with_skips": unet_small, "without_skips": partial(unet_small, skip=False)},
+        key=("high_freq_error", "with_skips", "without_skips"),
+        lesson=Scale(steps=600, seeds=(0, 1), n_eval=200),
+        reference=Scale(steps=1500, seeds=(0, 1, 2), n_eval=500),
+        modes=("single",),
+        cfg_scale=2.0,
+        run=replace(LESSON_RUN, lr=2e-3),
+        probes=("frequency_errors",),
+        notes={"model": "unet_small: widths 32, 64, 96 on 8 -> 4 -> 2, attention at 2x2; the variants differ "
+                        "only in the skip concatenations (so the decoder's first convolutions are narrower without)",
+               "probe": "frequency_errors at t = 0.7 on the held-out latents, fixed noise"},
+    ),
+    "sd3_comparison": Comparison(
+        name="sd3_comparison",
+        claim="Separate weights per modality help: the MMDiT trains to a lower validation loss than an in-context "
+              "DiT with the same text encoder, modulation, RoPE, width, depth and budget (SD3 paper, Figure 4).",
+        variants={"in_context": in_context_small, "cross_attention": cross_small, "mmdit": mmdit_small},
+        key=("val_loss", "mmdit", "in_context"),
+        lesson=Scale(steps=300, seeds=(0, 1), n_eval=200),
+        reference=Scale(steps=750, seeds=(0, 1, 2), n_eval=500),
+        notes={"model": "width 128, depth 4, 4 heads, patch 2, a 2-layer text encoder, adaLN-Zero from time + "
+                        "pooled text, 2D axial RoPE and qk-norm in all three (course_utils.sd3_baselines)"},
+    ),
+    "long_range": Comparison(
+        name="long_range",
+        claim="Global attention keeps distant parts of an image consistent where convolutions struggle: a DiT draws "
+              "two identical objects (unprompted) more often than a U-Net without attention of the same size and "
+              "compute, the more so the farther apart they are (the lecture's U-Net against DiT).",
+        variants={"unet": partial(unet_small, attention=False, input_size=16),
+                  "dit": partial(dit_small, input_size=16)},
+        key=("pair_consistency", "dit", "unet"),
+        # a pilot (seed 0, 300 samples) drew two matching objects in 4.7% (U-Net) and 3.3% (DiT) of samples after 500
+        # steps, 18.7% and 20.3% after 2,000: consistency is learned late, so the reference needs a long budget
+        # (on 2 CPU cores, 2,000 steps take about 7 and 12 minutes; on a GPU, minutes for every seed)
+        lesson=Scale(steps=500, seeds=(0, 1), n_eval=300),
+        reference=Scale(steps=5000, seeds=(0, 1, 2), n_eval=500),
+        fast=Scale(steps=12, seeds=(0, 1), batch_size=32, n_eval=16, n_val=128),
+        modes=(),
+        cfg_scale=1.0,
+        run=replace(LESSON_RUN, cfg_dropout=1.0),
+        probes=("twins_by_distance",),
+        data=("twins64_train", "twins64_val"),
+        notes={"model": "64 px twins (two identical objects at any two cells), 16x16 latents, trained "
+                        "unconditionally (every caption is the null caption); unet_small without attention (2.10 M "
+                        "parameters, 0.073 Gflops) against dit_small at patch 2, 64 tokens (1.97 M, 0.077 Gflops)",
+               "probe": "n_eval unconditional samples per seed, read by the judge; consistency by the distance "
+                        "between the two objects found, in grid cells (a cell is 5.3 latent pixels)"},
+    ),
+    "inductive_bias": Comparison(
+        name="inductive_bias",
+        claim="Convolutions' local bias helps with little data; transformers catch up with more: trained on the first "
+              "1,000 training latents, a U-Net reaches a lower validation loss than a DiT of matched parameters and "
+              "compute; on 5,000 and 50,000 the gap shrinks (the lecture's U-Net against DiT).",
+        variants={f"{arch}_{size}": build for size in INDUCTIVE_BIAS_SIZES
+                  for arch, build in (("unet", unet_small), ("dit", dit_small))},
+        key=("val_loss", "unet_1k", "dit_1k"),
+        # 20 timed steps of batch 64 took 0.15 s (U-Net) and 0.18 s (DiT) each on one thread of a CPU busy with another
+        # training run: 12 runs of 300 steps take at most about 10 minutes there, less on 2 free cores
+        lesson=Scale(steps=300, seeds=(0, 1), n_eval=100),
+        reference=Scale(steps=750, seeds=(0, 1, 2), n_eval=500),
+        modes=("single",),
+        cfg_scale=2.0,
+        train_sizes={f"{arch}_{size}": n for size, n in INDUCTIVE_BIAS_SIZES.items() for arch in ("unet", "dit")},
+        notes={"model": "unet_small (widths 32, 64, 96 on 8 -> 4 -> 2, attention only at 2x2; 2.14 M parameters, "
+                        "0.0185 Gflops) against dit_small (adaLN-Zero, width 128, depth 6, patch 2, 16 tokens; "
+                        "1.97 M, 0.0197 Gflops): the variants differ in the architecture and the number of training "
+                        "latents only",
+               "data": "the first 1,000, 5,000 or 50,000 latents of the train split; the same validation latents "
+                       "for all. At the lesson's 300 steps of batch 64 a 1k variant sees each latent about 19 times "
+                       "(48 at the reference's 750): it can overfit, which is what a built-in bias should resist"},
+    ),
+}
+
+
+def get_comparison(name: str) -> Comparison:
+    if name not in COMPARISONS:
+        raise ValueError(f"unknown comparison {name!r}; the comparisons are {', '.join(COMPARISONS)}.")
+    return COMPARISONS[name]
+
+
+def scale_of(comparison: Comparison, scale: str) -> Scale:
+    """The budget of a scale; "lesson" means the fast budget in FAST mode (the same code on a tiny budget)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}.")
+    if scale == "lesson" and FAST:
+        scale = "fast"
+    return getattr(comparison, scale)
