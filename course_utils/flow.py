@@ -233,7 +233,8 @@ def evaluating(model):
 def caption_batch(model, captions: list, seed: int = 0, latent_size: int = None) -> tuple:
     """What sampling `captions` with caption-conditional `model` starts from: noise (B, C, s, s) drawn from `seed`
     on the CPU (the same bytes on every device) and the captions' (ids, mask), each (B, max_len). C, max_len and the
-    default side s come from model.config."""
+    default side s come from model.config; s is the side of what the model samples (for a pixel-space model, the
+    image's)."""
     if (isinstance(captions, str) or not isinstance(captions, (list, tuple)) or not captions
             or not all(isinstance(c, str) for c in captions)):
         raise ValueError(f"captions must be a non-empty list of strings (wrap one caption in a list), got "
@@ -241,7 +242,7 @@ def caption_batch(model, captions: list, seed: int = 0, latent_size: int = None)
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}.")
     if latent_size is not None:
-        check_count("latent_size", latent_size, "latent pixels per side (images are 4x it)")
+        check_count("latent_size", latent_size, "latent pixels per side (images are 4x it; a pixel model's: 1x)")
     cfg = model.config
     side = latent_size or cfg.input_size
     noise = torch.randn(len(captions), cfg.in_channels, side, side, generator=torch.Generator().manual_seed(seed))
@@ -261,24 +262,40 @@ def sample_trajectory(model, captions: list, steps: int = 25, cfg_scale: float =
                             return_trajectory=True)
 
 
+def in_pixel_space(model) -> bool:
+    """Whether a caption-conditional denoiser samples RGB pixels (config.in_channels == 3) rather than VAE latents
+    (4 channels): its samples are the images, and no VAE decodes them (the latent_vs_pixel experiment's pixel DiTs)."""
+    return model.config.in_channels == 3
+
+
+def pixel_images(samples: torch.Tensor) -> torch.Tensor:
+    """A pixel-space model's samples (B, 3, H, W) -> images on the CPU, clamped to [-1, 1] as VAE.decode clamps its
+    output (the judge reads images in that range)."""
+    if not torch.isfinite(samples).all():
+        raise ValueError("samples must be finite, got NaN or inf (did the sampler or the training diverge?).")
+    return samples.float().clamp(-1, 1).cpu()
+
+
 @torch.no_grad()
 def generate(model, captions: list, vae=None, steps: int = 25, cfg_scale: float = 1.0, seed: int = 0,
              latent_size: int = None, batch_size: int = 250, sampler: str = "euler") -> torch.Tensor:
     """Sample one image per caption with `steps` steps of the sampler ("euler" or "heun", SAMPLERS; CFG against
-    model.null_condition()), decoded by the VAE: (n, 3, 4 s, 4 s) in [-1, 1] (see caption_batch). The model's
-    train/eval mode is kept."""
+    model.null_condition()), decoded by the VAE: (n, 3, 4 s, 4 s) in [-1, 1] (see caption_batch). A pixel-space
+    model's samples are the images, (n, 3, s, s) clamped to [-1, 1]: it needs no VAE and `vae` is not used
+    (in_pixel_space). The model's train/eval mode is kept."""
     check_count("batch_size", batch_size, "captions sampled at once")
     solve = SAMPLERS[check_sampler(sampler)]
     noise, (ids, mask) = caption_batch(model, captions, seed, latent_size)
-    vae = vae or load_vae()
-    device, vae_device = next(model.parameters()).device, next(vae.parameters()).device
+    pixels = in_pixel_space(model)
+    vae = None if pixels else vae or load_vae()
+    device, vae_device = next(model.parameters()).device, None if pixels else next(vae.parameters()).device
     null = model.null_condition() if cfg_scale != 1.0 else None
     images = []
     with evaluating(model):
         for i in range(0, len(captions), batch_size):
             cond = (ids[i : i + batch_size].to(device), mask[i : i + batch_size].to(device))
-            latents = solve(model, noise[i : i + batch_size].to(device), cond, steps, null, cfg_scale)
-            images.append(vae.decode(latents.float().to(vae_device)).cpu())
+            samples = solve(model, noise[i : i + batch_size].to(device), cond, steps, null, cfg_scale)
+            images.append(pixel_images(samples) if pixels else vae.decode(samples.float().to(vae_device)).cpu())
     return torch.cat(images)
 
 

@@ -1,6 +1,6 @@
 """Scores of a generator, built on the judge's reading of its images: prompt adherence, the two-object funnel,
-pair consistency, the Frechet distance of judge features, and `evaluate`, which samples and scores a model; and one
-score read off the latents directly, `frequency_errors`.
+pair consistency, the Frechet distance of judge features, and `evaluate`, which samples and scores a model; one
+score read off the latents directly, `frequency_errors`; and one read off the images' spectrum, `stripe_energy`.
 """
 
 import torch
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from .config import SEEDS
 from .data import MODES, check_count, check_mode, check_size, float_images, relation_holds, render_shapes
-from .flow import check_sampler, generate
+from .flow import check_sampler, generate, in_pixel_space
 from .judge import ATTRIBUTES, Judge, load_judge, read_scenes, scene_objects
 
 
@@ -140,13 +140,15 @@ def evaluate(model, n: int = 500, mode: str = "single", steps: int = 25, cfg_sca
     "scenes" (the judge's reading of the images, for two_object_funnel)}.
     The captions come from seed SEEDS["eval_prompts"] + seed, never used in training; the Frechet distance is
     against n real images of the same mode (seed SEEDS["eval_real"] + seed). mode: "single", "relation" or "pair";
-    size: the image side, a multiple of 16 (the latents are size / 4); sampler: "euler" or "heun" (flow.SAMPLERS).
+    size: the image side, a multiple of 16 (the latents are size / 4; a pixel-space model, flow.in_pixel_space,
+    samples the images directly and needs no vae); sampler: "euler" or "heun" (flow.SAMPLERS).
     """
     n, size, mode = check_count("n", n), check_size(size), check_mode(mode, MODES)
     check_sampler(sampler)
     judge = judge or load_judge()
     prompts = render_shapes(n, seed=SEEDS["eval_prompts"] + seed, size=size, mode=mode)
-    images = generate(model, prompts.captions, vae, steps, cfg_scale, seed, latent_size=size // 4, sampler=sampler)
+    side = size if in_pixel_space(model) else size // 4  # a pixel model samples the image itself
+    images = generate(model, prompts.captions, vae, steps, cfg_scale, seed, latent_size=side, sampler=sampler)
     real = render_shapes(n, seed=SEEDS["eval_real"] + seed, size=size, mode=mode).images
     scenes = read_scenes(judge, images)  # read once, scored twice
     result = {"adherence": _adherence(scenes, prompts.records), "frechet": frechet_distance(real, images, judge),
@@ -183,3 +185,52 @@ def frequency_errors(model, latents: torch.Tensor, cond, t: float = 0.7, seed: i
         high_sum += (err - low).square().sum().item()
     n = latents.numel()
     return {"low_freq_error": low_sum / n, "high_freq_error": high_sum / n}
+
+
+def _spectra(images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    """images (N, 3, H, W), uint8 or float in [-1, 1], H and W at least 4 -> (N, H, W) float64 power of the 2D FFT
+    of each image, summed over the channels, with the mean (the DC bin) removed: unshifted, ky along dim 1."""
+    x = float_images(images, name)
+    if min(x.shape[-2:]) < 4:
+        raise ValueError(f"{name} must be at least 4x4 pixels to have a spectrum off its axes, got "
+                         f"{tuple(x.shape[-2:])}.")
+    x = x.double().cpu()
+    x = x - x.mean(dim=(-2, -1), keepdim=True)  # (N, 3, H, W)
+    power = torch.fft.fft2(x).abs().square().sum(1)  # (N, H, W)
+    power[:, 0, 0] = 0.0  # the DC bin: zero up to rounding after the mean is removed
+    return power
+
+
+FLAT = 1e-10  # pixel variance (summed over the channels) below which an image counts as flat: it has no structure
+
+
+def stripe_energy(images: torch.Tensor) -> torch.Tensor:
+    """The share of each image's structure that lies along the image axes: of its non-DC spectral power (2D FFT of
+    each channel, summed over the channels), the share on the lines kx = 0 and ky = 0. images (N, 3, H, W), uint8 or
+    float in [-1, 1], H and W at least 4 -> (N,) float64 in [0, 1]; a flat image (no structure) scores 0.
+
+    Why this measure: by Parseval, the power on the line ky = 0 is the variance of the column means (a pattern that
+    is constant down each column: vertical stripes), and that on kx = 0 the variance of the row means (horizontal
+    stripes), so the share is (var(row means) + var(column means)) / var(pixels), channels pooled. Pure stripes
+    score 1, a diagonal pattern 0, isotropic noise (H + W - 2) / (H W - 1), 0.03 at 64 px. Structure that lines up
+    along a row or a column raises it: k equal objects in one row add k^2 to the power of the row means, k objects
+    in k different rows only k. That is the artifact axial RoPE is suspected of, since its attention scores are
+    f(row offset) + g(column offset). Shapes images have axis-aligned squares and objects on a 3x3 grid, so read
+    the score against real images of the same size (`render_shapes(n, seed, size=64).images`), not against 0.
+    """
+    power = _spectra(images)  # (N, H, W)
+    total = power.sum((-2, -1))  # (N,)
+    on_axes = power[:, 0, :].sum(-1) + power[:, 1:, 0].sum(-1)  # (N,) the DC bin counted once (it is 0)
+    flat = total <= FLAT * power.shape[-1] ** 2 * power.shape[-2] ** 2  # total power = (H W)^2 var
+    return torch.where(flat, torch.zeros_like(total), on_axes / total.clamp_min(1e-300))
+
+
+def power_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """The mean over images of each image's non-DC power spectrum (as in stripe_energy), each normalised to sum 1 so
+    that every image weighs the same, shifted so that frequency 0 sits at (H // 2, W // 2): (H, W) float64. Its sum
+    along the two lines through the centre is the mean stripe_energy of the images (flat images count as 0)."""
+    power = _spectra(images)  # (N, H, W)
+    total = power.sum((-2, -1), keepdim=True)  # (N, 1, 1)
+    shares = torch.where(total > FLAT * power.shape[-1] ** 2 * power.shape[-2] ** 2, power / total.clamp_min(1e-300),
+                         torch.zeros_like(power))
+    return torch.fft.fftshift(shares.mean(0), dim=(-2, -1))  # (H, W)

@@ -14,9 +14,10 @@ from .config import DATA_DIR, REPO_DIR
 from .stats import mean_interval, paired_difference, pooled_proportion
 
 # over prompts, so they get the binomial interval too
-PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "pair_consistency", "two_objects",
-               "colours_right", "shapes_right", "bound", "follows_b")
-LOWER_IS_BETTER = ("val_loss", "frechet_single", "frechet_two", "frechet_pair", "low_freq_error", "high_freq_error")
+PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "adherence_64", "pair_consistency",
+               "two_objects", "colours_right", "shapes_right", "bound", "follows_b")
+LOWER_IS_BETTER = ("val_loss", "frechet_single", "frechet_two", "frechet_pair", "frechet_64", "low_freq_error",
+                   "high_freq_error")
 
 
 SCHEMA = ("name", "claim", "key", "command", "commit", "device", "seconds", "complete", "budget", "variants")
