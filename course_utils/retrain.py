@@ -12,12 +12,13 @@ adherence on 500 held-out captions (CFG 2) not below the shipped model's by more
 
 The denoisers share one recipe (RECIPES): caption-conditional flow matching on the train latents with the
 SHIPPED_RUN settings, 10% null captions for classifier-free guidance, an EMA of the weights, saved in float16.
-The MMDiT draws two-object (relation) scenes 2.5x as often and decays its lr along a cosine, since binding colours
-to shapes in two-object captions is learned late; it trains with the large batch on every device (MMDIT_LARGE: batch
-1024 for 4,500 steps, about 5 minutes on one H100 and 2.6 hours on 2 CPU cores).
+The MMDiT draws two-object (relation) scenes 2.5x as often, since binding colours to shapes in two-object captions is
+learned late. The two transformers train with the large batch on every device (LARGE_RUN: batch 1024 for 4,500 steps
+with a cosine decay of the lr; the MMDiT's took about 5 minutes on one H100; on 2 CPU cores about 2.6 hours for the
+MMDiT, 1.5 for the DiT).
 
 A denoiser run saves a snapshot (weights, EMA, optimizer, scheduler, step, random states) in its folder at every
-validation; `--resume DIR` goes on from it, bit-exact on the CPU. On CUDA the U-Net's and the DiT's default is the
+validation; `--resume DIR` goes on from it, bit-exact on the CPU. On CUDA the U-Net's default is the
 large-batch recipe (`Recipe.gpu_run`: batch 1024 for 4,500 steps); `--gpu-recipe` runs it on any device.
 `--batch-size B` rescales the device's recipe by the square-root rule (`train.scale_batch`).
 
@@ -71,13 +72,14 @@ class Recipe:
         return self.gpu_run if device.type == "cuda" else self.run
 
 
-# The MMDiT's recipe on every device: 4.6 M samples, the budget that taught it two-object binding (88.4% at CFG 2 on
-# one H100, issue 22). The shipped data/mmdit.pt is this run on 2 CPU cores (data/results/mmdit_binding.json).
-MMDIT_LARGE = replace(MMDIT_RUN, batch_size=1024, lr=3e-3, steps=4500, warmup=200)
+# The transformers' recipe on every device: 4.6 M samples with a cosine decay, the budget that taught the MMDiT
+# two-object binding (88.4% at CFG 2 on one H100, issue 22). The shipped data/mmdit.pt and data/dit.pt are this run
+# on 2 CPU cores (data/results/mmdit_binding.json; the README's table of data/ for the DiT).
+LARGE_RUN = replace(MMDIT_RUN, batch_size=1024, lr=3e-3, steps=4500, warmup=200)
 RECIPES = {
     "unet": Recipe(unet_small, SHIPPED_RUN, large_batch(SHIPPED_RUN)),
-    "dit": Recipe(dit_small, replace(SHIPPED_RUN, steps=12_000), large_batch(SHIPPED_RUN)),
-    "mmdit": Recipe(mmdit_small, MMDIT_LARGE, MMDIT_LARGE, {"relation": 2.5}),
+    "dit": Recipe(dit_small, LARGE_RUN, LARGE_RUN),
+    "mmdit": Recipe(mmdit_small, LARGE_RUN, LARGE_RUN, {"relation": 2.5}),
 }
 DEFAULT_STEPS = {"vae": 3000, "judge": 3000}
 
