@@ -24,7 +24,7 @@ from .comparisons import COMPARISONS, PROBES, SCALES, Comparison, Scale, get_com
 from .config import REPO_DIR, get_device, seed_everything
 from .latents import load_latents
 from .metrics import evaluate
-from .results import difference, new_result, save_result, ship_result, table, verdict
+from .results import difference, new_result, record_seed, ship_result, table, verdict
 from .train import train
 
 # The reference budgets below are 2.5x the lesson's steps, the most that fit a session on 2 CPU cores; DESIGN asks 5x
@@ -112,13 +112,8 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
             if seed in entry["seeds"]:
                 continue
             data = data or _load_data(comparison, device)
-            measured = run_variant(comparison, variant, seed, budget, data, device, keep)
-            entry["seeds"].append(seed)
-            for metric, value in measured.items():
-                entry["metrics"].setdefault(metric, []).append(value)
-            result["seconds"] += measured["seconds"]
-            if progress is not None:
-                save_result(result, progress)
+            record_seed(result, variant, seed, run_variant(comparison, variant, seed, budget, data, device, keep),
+                        progress)
     result["complete"] = all(result["variants"][v]["seeds"] == list(budget.seeds) for v in variants)
     return result
 

@@ -28,7 +28,7 @@ from .dit import DIT_TINY, DiT
 from .flow import flow_matching_loss
 from .latents import SPLITS, load_latents
 from .metrics import evaluate
-from .results import difference, new_result, save_result, ship_result, summarize, verdict
+from .results import difference, new_result, record_seed, ship_result, summarize, verdict
 from .train import LESSON_RUN, train
 
 # variant -> (space, patch size); each is DIT_TINY on that space (variant_config)
@@ -273,12 +273,7 @@ def run_latent_vs_pixel(scale: str = "lesson", variants=None, device=None, progr
             start = time.time()
             measured = {**fixed, **run_variant(variant, seed, fixed["steps"], budget, data, device, keep)}
             measured["seconds"] = time.time() - start
-            entry["seeds"].append(seed)
-            for metric, value in measured.items():
-                entry["metrics"].setdefault(metric, []).append(value)
-            result["seconds"] += measured["seconds"]
-            if progress is not None:
-                save_result(result, progress)
+            record_seed(result, variant, seed, measured, progress)
     result["complete"] = all(result["variants"][v]["seeds"] == list(budget.seeds) for v in variants)
     return result
 

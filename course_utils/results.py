@@ -35,6 +35,18 @@ def new_result(name: str, claim: str, key: tuple, command: str, device, budget: 
             "device": str(device), "seconds": 0.0, "complete": False, "budget": budget, "variants": variants or {}}
 
 
+def record_seed(result: dict, variant: str, seed: int, measured: dict, progress=None) -> None:
+    """Add one (variant, seed)'s measurements (with their "seconds") to a result being run, and save it to the
+    `progress` file if one is given, so that a cut-off run resumes after this seed."""
+    entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})
+    entry["seeds"].append(seed)
+    for metric, value in measured.items():
+        entry["metrics"].setdefault(metric, []).append(value)
+    result["seconds"] += measured["seconds"]
+    if progress is not None:
+        save_result(result, progress)
+
+
 def save_result(result: dict, path) -> None:
     """Write a result as JSON, atomically (an interrupted write leaves the old file)."""
     text = json.dumps(result, indent=1)
