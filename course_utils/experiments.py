@@ -29,7 +29,6 @@ from .train import train
 
 # The reference budgets below are 2.5x the lesson's steps, the most that fit a session on 2 CPU cores; DESIGN asks 5x
 # on a GPU. A reference result says which it had.
-CPU_REFERENCE = "CPU-only reference: 2.5x the lesson's steps, 3 seeds (DESIGN asks 5x where a GPU is at hand)"
 MODE_SUFFIX = {"single": "single", "relation": "two", "pair": "pair"}  # evaluate's caption mode -> metric suffix
 
 
@@ -78,6 +77,13 @@ def _load_data(comparison: Comparison, device) -> dict:
             "vae": load_model("vae", device), "judge": load_model("judge", device)}
 
 
+def cpu_reference_note(comparison: Comparison) -> str:
+    """What a reference run on the CPU says of its budget: its steps as a multiple of the lesson's, and its seeds."""
+    ratio = comparison.reference.steps / comparison.lesson.steps
+    return (f"CPU-only reference: {ratio:g}x the lesson's steps, {len(comparison.reference.seeds)} seeds "
+            f"(DESIGN asks 5x where a GPU is at hand)")
+
+
 def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Path = None, device=None,
                    keep: dict = None) -> dict:
     """Run every (variant, seed) of a comparison at a scale; returns the result in the results schema (DESIGN).
@@ -98,7 +104,8 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
                      "sampler": "Euler, 25 steps", "train": train,
                      **comparison.notes,
                      **({"train_sizes": comparison.train_sizes} if comparison.train_sizes else {}),
-                     **({"note": CPU_REFERENCE} if scale == "reference" and str(device) == "cpu" else {})}
+                     **({"note": cpu_reference_note(comparison)} if scale == "reference" and str(device) == "cpu"
+                        else {})}
     result = new_result(name, comparison.claim, comparison.key,
                         f"python -m course_utils.experiments {name} --scale {scale}", device, budget_record)
     if progress is not None and Path(progress).exists():

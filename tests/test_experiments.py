@@ -32,6 +32,12 @@ def test_the_reference_scale_follows_the_protocol():
         assert comparison.key[2] in comparison.variants
 
 
+def test_a_cpu_reference_states_its_own_budget():
+    assert experiments.cpu_reference_note(COMPARISONS["scaling"]).startswith(
+        "CPU-only reference: 5x the lesson's steps, 3 seeds")
+    assert "2.5x the lesson's steps" in experiments.cpu_reference_note(COMPARISONS["inductive_bias"])
+
+
 def test_a_run_keeps_each_finished_seed_and_resumes_without_repeating_it(tmp_path, monkeypatch):
     calls = []
 
