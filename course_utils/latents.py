@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import SHIPPED, sha256_file, shipped_sums, write_atomic
-from .config import SEEDS, cache_dir
+from .config import FAST, SEEDS, cache_dir
 from .data import COLOURS, MODES, RELATIONS, SHAPES, SIZES, Tokenizer, render_shapes, to_float
 from .vae import load_vae
 
@@ -26,9 +26,12 @@ TWINS_SHARES = {"twins": 1.0}  # two identical objects at any two cells: long-ra
 SPLITS = {
     "train": (50_000, SEEDS["train_latents"], 32, MODE_SHARES),
     "val": (5_000, SEEDS["val_latents"], 32, MODE_SHARES),
-    "twins64_train": (20_000, SEEDS["twins_train_latents"], 64, TWINS_SHARES),  # 16x16 latents
-    "twins64_val": (1_000, SEEDS["twins_val_latents"], 64, TWINS_SHARES),
+    "twins64_train": (1_024 if FAST else 20_000, SEEDS["twins_train_latents"], 64, TWINS_SHARES),  # 16x16 latents
+    "twins64_val": (256 if FAST else 1_000, SEEDS["twins_val_latents"], 64, TWINS_SHARES),
 }
+# FAST mode (CI) cuts the 64 px twins splits, which take minutes to encode in full, to seconds; they are cached under
+# their own names, so a FAST run never replaces a student's full cache.
+FAST_CUT = ("twins64_train", "twins64_val") if FAST else ()
 
 
 _FIELDS = (("shape", SHAPES), ("colour", tuple(COLOURS)), ("size", SIZES))
@@ -112,7 +115,8 @@ def build_latents(n: int, seed: int, size: int = 32, shares: dict = MODE_SHARES,
 
 
 def _paths(split: str) -> tuple:
-    return cache_dir() / f"latents_{split}.pt", cache_dir() / f"latents_{split}.json"
+    name = f"{split}_fast" if split in FAST_CUT else split
+    return cache_dir() / f"latents_{name}.pt", cache_dir() / f"latents_{name}.json"
 
 
 def _recipe(split: str) -> dict:
@@ -141,7 +145,8 @@ def cache_status(split: str) -> str:
 
 def load_latents(split: str = "train", verbose: bool = True) -> LatentDataset:
     """The cached latent dataset of a split, built on first use: "train" (50,000) and "val" (5,000) at 32 px, and
-    "twins64_train" (20,000) and "twins64_val" (1,000) of two identical objects at 64 px (16x16 latents)."""
+    "twins64_train" (20,000) and "twins64_val" (1,000) of two identical objects at 64 px (16x16 latents; 1,024 and
+    256 in FAST mode)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; the splits are {sorted(SPLITS)}.")
     data_path, manifest_path = _paths(split)

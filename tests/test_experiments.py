@@ -87,6 +87,21 @@ def test_long_range_pits_a_unet_without_attention_against_a_dit_of_matched_size_
     assert comparison.run.cfg_dropout == 1.0 and comparison.data == ("twins64_train", "twins64_val")
 
 
+def test_the_downsampling_control_sees_less_than_two_cells_at_the_u_nets_compute():
+    """The control never downsamples and its chain of 3x3 convolutions reaches 6 latent pixels to each side, less
+    than the 10.7 between objects two grid cells apart (a cell is 16 / 3 latent pixels); its U-Net is long_range's."""
+    comparison, long_range = COMPARISONS["downsampling"], COMPARISONS["long_range"]
+    unet, control = (comparison.variants[name]() for name in ("unet", "no_downsampling"))
+    assert unet.config == long_range.variants["unet"]().config and len(control.config.channels) == 1
+    convs = [m for m in control.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.stride == (1, 1) for m in convs)  # no downsampling anywhere
+    reach = sum((m.kernel_size[0] - 1) // 2 for m in convs)  # each 3x3 convolution adds a pixel to each side
+    assert reach == 6 and reach < 2 * 16 / 3
+    assert 0.9 <= control.forward_gflops() / unet.forward_gflops() <= 1.1
+    for field_name in ("run", "data", "probes", "reference", "cfg_scale", "modes"):
+        assert getattr(comparison, field_name) == getattr(long_range, field_name), field_name
+
+
 def test_the_twins_probe_counts_pairs_by_distance_on_unconditional_samples(monkeypatch):
     """The probe reads what the judge finds: with a 'model' whose samples are real twins it counts every pair as
     consistent, at the distances the scenes put them."""

@@ -90,6 +90,16 @@ def test_course_splits_draw_from_the_named_training_seeds():
     assert latents_mod.SPLITS["val"][1] == SEEDS["val_latents"]
 
 
+def test_fast_mode_cuts_the_64px_twins_splits_under_their_own_cache_names():
+    from course_utils.config import FAST
+
+    assert FAST  # the test command sets COURSE_FAST=1
+    assert [latents_mod.SPLITS[s][0] for s in ("twins64_train", "twins64_val")] == [1_024, 256]
+    assert latents_mod._paths("twins64_train")[0].name == "latents_twins64_train_fast.pt"
+    assert latents_mod._paths("train")[0].name == "latents_train.pt"  # the 32 px splits keep their full size
+    assert latents_mod.SPLITS["train"][0] == 50_000
+
+
 def test_mode_weights_give_each_sample_its_scene_modes_weight():
     scenes = torch.tensor([[MODES.index(m), -1] for m in ("single", "relation", "pair", "relation")])
     assert mode_sample_weights(scenes, {"relation": 2.5}).tolist() == [1.0, 2.5, 1.0, 2.5]

@@ -6,6 +6,7 @@ from functools import lru_cache
 import torch
 
 from ..checkpoint import load_model
+from ..comparisons import get_comparison
 from ..data import Tokenizer
 from ..latents import load_latents
 from ..metrics import evaluate, frequency_errors
@@ -82,39 +83,43 @@ def check_best_scale(best_scale):
             f"stronger guidance trades the variety of real images for the prompt, then overshoots.")
 
 
-def measured_field(blocks: int, side: int = 48) -> int:
-    """Rows of a side x side latent that reach the centre output of the no-downsampling U-Net with `blocks` blocks."""
+def control() -> torch.nn.Module:
+    """Section 7's no-downsampling control (the `downsampling` comparison's), freshly built."""
+    return get_comparison("downsampling").variants["no_downsampling"]()
+
+
+def measured_field(model: torch.nn.Module, side: int = 48) -> int:
+    """Rows of a side x side latent whose gradient reaches the centre output of a U-Net at t = 0.5."""
     torch.manual_seed(0)
-    probe = unet_small(channels=(96,), blocks=blocks, attention=False)
     with torch.no_grad():
-        probe.conv_out.weight.normal_(0, 0.1)  # zero at init: give the output a gradient
+        model.conv_out.weight.normal_(0, 0.1)  # zero at init: give the output a gradient
     ids, mask = Tokenizer().encode(["two small red circles"])
 
     class AtFixedTime(torch.nn.Module):
         def forward(self, x):
-            return probe(x, torch.full((1,), 0.5), (ids, mask))
+            return model(x, torch.full((1,), 0.5), (ids, mask))
 
     grad = effective_receptive_field(AtFixedTime(), (4, side, side))
     return int((grad.sum(1) > 0).sum())
 
 
-@exercise("02.4", "shallow_field", "count the 3x3 convolutions in a row: conv_in, two per ResBlock (the encoder's, "
-          "the two middle ones, the decoder's) and conv_out; each adds 2 to a field of 1. Then measure as section 5 "
-          "does, on a (4, 48, 48) input, and count the rows of the gradient map that are not zero.")
+@exercise("02.4", "shallow_field", "count the 3x3 convolutions in a row: conv_in, two per residual block (the "
+          "control has only the two in the middle) and conv_out; each adds 2 to a field of 1. Then measure as section "
+          "5 does, on a (4, 48, 48) input, and count the rows of the gradient map that are not zero.")
 def check_shallow_field(shallow_field):
     if not (isinstance(shallow_field, tuple) and len(shallow_field) == 2):
         raise Wrong(f"answer a pair (field of the chain of convolutions, rows the gradient reaches), got "
                     f"{shallow_field!r}.")
-    model = unet_small(channels=(96,), blocks=1, attention=False)
+    model = control()
     convs = sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in model.modules())
-    chain, reach = 1 + 2 * convs, measured_field(1)
+    chain, reach = 1 + 2 * convs, measured_field(model)
     if shallow_field[0] != chain:
         raise Wrong(f"the chain of convolutions gives {shallow_field[0]!r}; count again: the control has {convs} 3x3 "
                     f"convolutions in a row.")
     if shallow_field[1] != reach:
         raise Wrong(f"the gradient reaches {shallow_field[1]!r} rows in your measurement, {reach} in the check's. Did "
                     f"you give conv_out non-zero weights (it starts at zero) and count rows with any non-zero entry?")
-    return (f"the convolutions alone see {chain} latent pixels, yet the gradient reaches all {reach} rows of a 48x48 "
-            f"latent: every GroupNorm averages over the whole map, so each pixel moves every output a little. It "
-            f"passes only a mean and a variance, not where things are; the spatial field is still {chain} pixels, "
-            f"which covers an 8x8 latent anyway. A control that cannot see the whole latent needs larger latents.")
+    return (f"the convolutions alone see {chain} latent pixels, {chain // 2} to each side, yet the gradient reaches "
+            f"all {reach} rows of a 48x48 latent: every GroupNorm averages over the whole map, so each pixel moves "
+            f"every output a little. It passes only a mean and a variance per group of channels, not what is where: "
+            f"the spatial field is still {chain} pixels, short of the 10.7 between twins two cells apart.")
