@@ -27,8 +27,8 @@ from .metrics import evaluate
 from .results import difference, new_result, record_seed, ship_result, table, verdict
 from .train import train
 
-# The reference budgets below are 2.5x the lesson's steps, the most that fit a session on 2 CPU cores; DESIGN asks 5x
-# on a GPU. A reference result says which it had.
+# A reference run on the CPU records its budget as a multiple of the lesson's steps (cpu_reference_note): most are 2.5x,
+# the most that fit a session on 2 CPU cores, where DESIGN asks 5x on a GPU.
 MODE_SUFFIX = {"single": "single", "relation": "two", "pair": "pair"}  # evaluate's caption mode -> metric suffix
 
 

@@ -105,7 +105,7 @@ def measured_field(model: torch.nn.Module, side: int = 48) -> int:
 
 @exercise("02.4", "shallow_field", "count the 3x3 convolutions in a row: conv_in, two per residual block (the "
           "control has only the two in the middle) and conv_out; each adds 2 to a field of 1. Then measure as section "
-          "5 does, on a (4, 48, 48) input, and count the rows of the gradient map that are not zero.")
+          "3 does, on a (4, 48, 48) input, and count the rows of the gradient map that are not zero.")
 def check_shallow_field(shallow_field):
     if not (isinstance(shallow_field, tuple) and len(shallow_field) == 2):
         raise Wrong(f"answer a pair (field of the chain of convolutions, rows the gradient reaches), got "
@@ -119,7 +119,8 @@ def check_shallow_field(shallow_field):
     if shallow_field[1] != reach:
         raise Wrong(f"the gradient reaches {shallow_field[1]!r} rows in your measurement, {reach} in the check's. Did "
                     f"you give conv_out non-zero weights (it starts at zero) and count rows with any non-zero entry?")
-    return (f"the convolutions alone see {chain} latent pixels, {chain // 2} to each side, yet the gradient reaches "
+    return (f"the convolutions alone see {chain} latent pixels, yet the gradient reaches "
             f"all {reach} rows of a 48x48 latent: every GroupNorm averages over the whole map, so each pixel moves "
             f"every output a little. It passes only a mean and a variance per group of channels, not what is where: "
-            f"the spatial field is still {chain} pixels, short of the 10.7 between twins two cells apart.")
+            f"the spatial field is still {chain} pixels, {chain // 2} to each side, short of the 10.7 between twins "
+            f"two cells apart.")
