@@ -113,6 +113,14 @@ PROBES = {"frequency_errors": _frequency_probe, "twins_by_distance": _twins_prob
           "rope_artifacts": _rope_artifacts_probe}
 
 
+# What long_range and downsampling share: 64 px twins (16x16 latents) learned unconditionally, read by the twins
+# probe, at one reference budget, with the U-Net without attention as one side of each
+TWINS_UNET = partial(unet_small, attention=False, input_size=16)
+TWINS_SETUP = dict(reference=Scale(steps=5000, seeds=(0, 1, 2), n_eval=500), modes=(), cfg_scale=1.0,
+                   run=replace(LESSON_RUN, cfg_dropout=1.0), probes=("twins_by_distance",),
+                   data=("twins64_train", "twins64_val"))
+
+
 COMPARISONS = {
     "conditioning": Comparison(
         name="conditioning",
@@ -157,20 +165,13 @@ COMPARISONS = {
         claim="Global attention keeps distant parts of an image consistent where convolutions struggle: a DiT draws "
               "two identical objects (unprompted) more often than a U-Net without attention of the same size and "
               "compute, the more so the farther apart they are (the lecture's U-Net against DiT).",
-        variants={"unet": partial(unet_small, attention=False, input_size=16),
-                  "dit": partial(dit_small, input_size=16)},
+        variants={"unet": TWINS_UNET, "dit": partial(dit_small, input_size=16)},
         key=("pair_consistency", "dit", "unet"),
         # a pilot (seed 0, 300 samples) drew two matching objects in 4.7% (U-Net) and 3.3% (DiT) of samples after 500
         # steps, 18.7% and 20.3% after 2,000: consistency is learned late, so the reference needs a long budget
         # (on 2 CPU cores, 2,000 steps take about 7 and 12 minutes; on a GPU, minutes for every seed)
         lesson=Scale(steps=500, seeds=(0, 1), n_eval=300),
-        reference=Scale(steps=5000, seeds=(0, 1, 2), n_eval=500),
-        fast=Scale(steps=12, seeds=(0, 1), batch_size=32, n_eval=16, n_val=128),
-        modes=(),
-        cfg_scale=1.0,
-        run=replace(LESSON_RUN, cfg_dropout=1.0),
-        probes=("twins_by_distance",),
-        data=("twins64_train", "twins64_val"),
+        **TWINS_SETUP,
         notes={"model": "64 px twins (two identical objects at any two cells), 16x16 latents, trained "
                         "unconditionally (every caption is the null caption); unet_small without attention (2.10 M "
                         "parameters, 0.073 Gflops) against dit_small at patch 2, 64 tokens (1.97 M, 0.077 Gflops)",
@@ -183,19 +184,14 @@ COMPARISONS = {
               "the whole latent draws two matching objects more often than a control of the same compute that never "
               "downsamples, whose convolutions reach 6 latent pixels to each side, less than the 10.7 between "
               "objects two grid cells apart (the lecture's U-Net encoder).",
-        variants={"unet": partial(unet_small, attention=False, input_size=16),
+        variants={"unet": TWINS_UNET,
                   "no_downsampling": partial(unet_small, channels=(NO_DOWNSAMPLING_WIDTH,), blocks=0,
                                              attention=False, input_size=16)},
         key=("pair_consistency", "unet", "no_downsampling"),
         # the data, training and probe of long_range, so its U-Net is this comparison's; the lesson's budget is a
         # demo (long_range's pilot: 4.7% consistent pairs after 500 steps, 18.7% after 2,000), the reference decides
         lesson=Scale(steps=300, seeds=(0, 1), n_eval=200),
-        reference=Scale(steps=5000, seeds=(0, 1, 2), n_eval=500),
-        modes=(),
-        cfg_scale=1.0,
-        run=replace(LESSON_RUN, cfg_dropout=1.0),
-        probes=("twins_by_distance",),
-        data=("twins64_train", "twins64_val"),
+        **TWINS_SETUP,
         notes={"model": "64 px twins, 16x16 latents, trained unconditionally; unet_small without attention (16 -> 8 "
                         "-> 4, 2.10 M parameters, 0.073 Gflops) against one level of width 88 and no residual blocks "
                         "but the two in the middle: 6 3x3 convolutions in a row, a field of 13 latent pixels (0.92 M "
