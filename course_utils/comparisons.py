@@ -46,7 +46,9 @@ class Comparison:
     key: (metric, a, b), the paired difference a - b that carries the claim; modes: evaluate's caption modes;
     run: the training settings every variant shares (steps, batch and seed come from the scale); probes: names of
     extra measurements (PROBES); data: the latent splits (latents.SPLITS) it trains and validates on; train_sizes:
-    {variant: n} for variants that train on only the first n latents of the training split (default: all of them).
+    {variant: n} for variants that train on only the first n latents of the training split (default: all of them);
+    borrows: {variant: comparison} for variants whose runs are another comparison's runs of that variant (the same
+    builder, data, training, probes and budget, which `lends` checks), taken from its result instead of trained again.
     """
 
     name: str
@@ -63,6 +65,7 @@ class Comparison:
     notes: dict = field(default_factory=dict)
     data: tuple = ("train", "val")
     train_sizes: dict = field(default_factory=dict)
+    borrows: dict = field(default_factory=dict)
 
     def __post_init__(self):
         available = SPLITS[self.data[0]][0]
@@ -114,9 +117,12 @@ PROBES = {"frequency_errors": _frequency_probe, "twins_by_distance": _twins_prob
 
 
 # What long_range and downsampling share: 64 px twins (16x16 latents) learned unconditionally, read by the twins
-# probe, at one reference budget, with the U-Net without attention as one side of each
+# probe, at one reference budget, with the U-Net without attention as one side of each (downsampling borrows its runs).
+# Reference budget: 20 timed steps of batch 64 on one CPU thread took 0.42 s (U-Net), 0.57 s (DiT) and 0.37 s (the
+# no-downsampling control) each, so 3 seeds x 2,000 steps of the three models take about 1.5 hours on 2 CPU cores,
+# two 1-thread processes side by side (long_range's pilot: 4.7% consistent pairs after 500 steps, 18.7% after 2,000)
 TWINS_UNET = partial(unet_small, attention=False, input_size=16)
-TWINS_SETUP = dict(reference=Scale(steps=5000, seeds=(0, 1, 2), n_eval=500), modes=(), cfg_scale=1.0,
+TWINS_SETUP = dict(reference=Scale(steps=2000, seeds=(0, 1, 2), n_eval=500), modes=(), cfg_scale=1.0,
                    run=replace(LESSON_RUN, cfg_dropout=1.0), probes=("twins_by_distance",),
                    data=("twins64_train", "twins64_val"))
 
@@ -168,8 +174,7 @@ COMPARISONS = {
         variants={"unet": TWINS_UNET, "dit": partial(dit_small, input_size=16)},
         key=("pair_consistency", "dit", "unet"),
         # a pilot (seed 0, 300 samples) drew two matching objects in 4.7% (U-Net) and 3.3% (DiT) of samples after 500
-        # steps, 18.7% and 20.3% after 2,000: consistency is learned late, so the reference needs a long budget
-        # (on 2 CPU cores, 2,000 steps take about 7 and 12 minutes; on a GPU, minutes for every seed)
+        # steps, 18.7% and 20.3% after 2,000: consistency is learned late, so the reference runs 4x the lesson's steps
         lesson=Scale(steps=500, seeds=(0, 1), n_eval=300),
         **TWINS_SETUP,
         notes={"model": "64 px twins (two identical objects at any two cells), 16x16 latents, trained "
@@ -192,6 +197,7 @@ COMPARISONS = {
         # demo (long_range's pilot: 4.7% consistent pairs after 500 steps, 18.7% after 2,000), the reference decides
         lesson=Scale(steps=300, seeds=(0, 1), n_eval=200),
         **TWINS_SETUP,
+        borrows={"unet": "long_range"},
         notes={"model": "64 px twins, 16x16 latents, trained unconditionally; unet_small without attention (16 -> 8 "
                         "-> 4, 2.10 M parameters, 0.073 Gflops) against one level of width 88 and no residual blocks "
                         "but the two in the middle: 6 3x3 convolutions in a row, a field of 13 latent pixels (0.92 M "
@@ -281,6 +287,15 @@ COMPARISONS = {
                          "size at every patch, the other two at patch 2); the reference runs all 9 variants"},
     ),
 }
+
+
+def lends(lender: Comparison, borrower: Comparison, variant: str, scale: str) -> bool:
+    """Whether lender's runs of `variant` at a scale are borrower's: the same model builder, data, training settings,
+    probes, caption modes, guidance and budget at that scale."""
+    same = ("data", "run", "probes", "modes", "cfg_scale", scale)
+    return (variant in lender.variants and lender.variants[variant] is borrower.variants.get(variant)
+            and lender.train_sizes.get(variant) == borrower.train_sizes.get(variant)
+            and all(getattr(lender, name) == getattr(borrower, name) for name in same))
 
 
 def get_comparison(name: str) -> Comparison:

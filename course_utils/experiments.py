@@ -10,6 +10,8 @@ compared (variants, claims, budgets, probes) is defined in `course_utils.compari
 
 A reference run keeps each finished (variant, seed) in runs/experiments/ as it goes and resumes there, so a run
 longer than one sitting loses nothing; once complete it is written to data/results/ and listed in data/SHA256SUMS.
+Two processes may run different variants of one comparison side by side (`--variants`): they share that file. A
+variant that a comparison borrows (Comparison.borrows) is taken from the lender's result where that holds the seed.
 `course_utils.results` reads a result (95% intervals, paired differences, verdicts); `viz.plot_comparison` draws it.
 """
 
@@ -20,11 +22,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from .checkpoint import load_model
-from .comparisons import COMPARISONS, PROBES, SCALES, Comparison, Scale, get_comparison, scale_of
-from .config import REPO_DIR, get_device, seed_everything
+from .comparisons import COMPARISONS, PROBES, SCALES, Comparison, Scale, get_comparison, lends, scale_of
+from .config import DATA_DIR, REPO_DIR, get_device, seed_everything
 from .latents import load_latents
 from .metrics import evaluate
-from .results import difference, new_result, record_seed, ship_result, table, verdict
+from .results import difference, load_result, new_result, record_seed, ship_result, table, verdict
 from .train import train
 
 # A reference run on the CPU records its budget as a multiple of the lesson's steps (cpu_reference_note): most are 2.5x,
@@ -77,6 +79,34 @@ def _load_data(comparison: Comparison, device) -> dict:
             "vae": load_model("vae", device), "judge": load_model("judge", device)}
 
 
+def progress_path(name: str, scale: str) -> Path:
+    """Where a run of a comparison at a scale keeps its finished (variant, seed)s: runs/experiments/NAME-SCALE.json."""
+    return REPO_DIR / "runs" / "experiments" / f"{name}-{scale}.json"
+
+
+def lenders(comparison: Comparison, scale: str) -> dict:
+    """{variant: lender name} for the variants whose runs at this scale are another comparison's (see `lends`)."""
+    return {variant: lender for variant, lender in comparison.borrows.items()
+            if lends(get_comparison(lender), comparison, variant, scale)}
+
+
+def borrowed(lender: str, variant: str, seed: int, scale: str, budget: dict) -> dict:
+    """One (variant, seed)'s measurements from the lender's progress file or, at reference scale, its shipped result,
+    where that was run at the same budget; None where neither holds it."""
+    found = []
+    if progress_path(lender, scale).exists():
+        found.append(json.loads(progress_path(lender, scale).read_text()))
+    if scale == "reference" and (DATA_DIR / "results" / f"{lender}.json").exists():
+        found.append(load_result(lender))
+    same = ("steps", "seeds", "batch_size", "n_eval", "n_val", "cfg_scale", "sampler", "train")
+    for result in found:
+        entry = result["variants"].get(variant, {"seeds": []})
+        if seed in entry["seeds"] and all(result["budget"].get(k) == budget[k] for k in same):
+            at = entry["seeds"].index(seed)
+            return {metric: values[at] for metric, values in entry["metrics"].items()}
+    return None
+
+
 def cpu_reference_note(comparison: Comparison) -> str:
     """What a reference run on the CPU says of its budget: its steps as a multiple of the lesson's, and its seeds."""
     ratio = comparison.reference.steps / comparison.lesson.steps
@@ -104,6 +134,7 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
                      "sampler": "Euler, 25 steps", "train": train,
                      **comparison.notes,
                      **({"train_sizes": comparison.train_sizes} if comparison.train_sizes else {}),
+                     **({"borrowed": lenders(comparison, scale)} if lenders(comparison, scale) else {}),
                      **({"note": cpu_reference_note(comparison)} if scale == "reference" and str(device) == "cpu"
                         else {})}
     result = new_result(name, comparison.claim, comparison.key,
@@ -115,12 +146,15 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
     data = None
     for variant in variants:
         entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})
+        lender = lenders(comparison, scale).get(variant) if keep is None else None
         for seed in budget.seeds:
             if seed in entry["seeds"]:
                 continue
-            data = data or _load_data(comparison, device)
-            record_seed(result, variant, seed, run_variant(comparison, variant, seed, budget, data, device, keep),
-                        progress)
+            measured = lender and borrowed(lender, variant, seed, scale, result["budget"])
+            if not measured:
+                data = data or _load_data(comparison, device)
+                measured = run_variant(comparison, variant, seed, budget, data, device, keep)
+            record_seed(result, variant, seed, measured, progress)
     result["complete"] = all(result["variants"][v]["seeds"] == list(budget.seeds) for v in variants)
     return result
 
@@ -133,11 +167,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     comparison = get_comparison(args.name)
     variants = args.variants.split(",") if args.variants else None
-    progress = REPO_DIR / "runs" / "experiments" / f"{args.name}-{args.scale}.json"
+    progress = progress_path(args.name, args.scale)
     result = run_comparison(args.name, args.scale, variants, progress)
     print(table(result))
-    key = difference(result)
-    print(f"{comparison.key[1]} - {comparison.key[2]} ({comparison.key[0]}): {key}; {verdict(result)}")
+    if all(v in result["variants"] for v in comparison.key[1:]):
+        key = difference(result)
+        print(f"{comparison.key[1]} - {comparison.key[2]} ({comparison.key[0]}): {key}; {verdict(result)}")
     if args.scale == "reference" and result["complete"] and variants is None:
         print(ship_result(result))
     else:

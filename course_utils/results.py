@@ -37,14 +37,30 @@ def new_result(name: str, claim: str, key: tuple, command: str, device, budget: 
 
 def record_seed(result: dict, variant: str, seed: int, measured: dict, progress=None) -> None:
     """Add one (variant, seed)'s measurements (with their "seconds") to a result being run, and save it to the
-    `progress` file if one is given, so that a cut-off run resumes after this seed."""
-    entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})
-    entry["seeds"].append(seed)
-    for metric, value in measured.items():
-        entry["metrics"].setdefault(metric, []).append(value)
-    result["seconds"] += measured["seconds"]
+    `progress` file if one is given, so that a cut-off run resumes after this seed.
+
+    Saving first takes in the (variant, seed)s that the file holds and the result lacks, if the budgets are the same:
+    two processes that run different variants (or seeds) of one comparison can share a progress file."""
+    _add_seed(result, variant, seed, measured)
     if progress is not None:
+        if Path(progress).exists():
+            kept = json.loads(Path(progress).read_text())
+            if kept.get("budget") == result["budget"]:
+                for name, entry in kept["variants"].items():
+                    for i, other in enumerate(entry["seeds"]):
+                        if other not in result["variants"].get(name, {"seeds": ()})["seeds"]:
+                            _add_seed(result, name, other, {m: v[i] for m, v in entry["metrics"].items()})
         save_result(result, progress)
+
+
+def _add_seed(result: dict, variant: str, seed: int, measured: dict) -> None:
+    """Insert one (variant, seed) into a result, keeping each variant's seeds (and metric lists) in seed order."""
+    entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})
+    at = sum(other < seed for other in entry["seeds"])
+    entry["seeds"].insert(at, seed)
+    for metric, value in measured.items():
+        entry["metrics"].setdefault(metric, []).insert(at, value)
+    result["seconds"] += measured["seconds"]
 
 
 def save_result(result: dict, path) -> None:
