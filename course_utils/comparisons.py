@@ -118,11 +118,11 @@ PROBES = {"frequency_errors": _frequency_probe, "twins_by_distance": _twins_prob
 
 # What long_range and downsampling share: 64 px twins (16x16 latents) learned unconditionally, read by the twins
 # probe, at one reference budget, with the U-Net without attention as one side of each (downsampling borrows its runs).
-# Reference budget: 20 timed steps of batch 64 on one CPU thread took 0.42 s (U-Net), 0.57 s (DiT) and 0.37 s (the
-# no-downsampling control) each, so 3 seeds x 2,000 steps of the three models take about 1.5 hours on 2 CPU cores,
-# two 1-thread processes side by side (long_range's pilot: 4.7% consistent pairs after 500 steps, 18.7% after 2,000)
+# Reference budget: two 1-thread processes side by side on 2 CPU cores trained at 2.7 (U-Net) and 2.1 (DiT) steps of
+# batch 64 a second, so 3 seeds x 3,000 steps of the three models take about 1.6 hours there (long_range's pilot:
+# 4.7% consistent pairs after 500 steps, 18.7% after 2,000)
 TWINS_UNET = partial(unet_small, attention=False, input_size=16)
-TWINS_SETUP = dict(reference=Scale(steps=2000, seeds=(0, 1, 2), n_eval=500), modes=(), cfg_scale=1.0,
+TWINS_SETUP = dict(reference=Scale(steps=3000, seeds=(0, 1, 2), n_eval=500), modes=(), cfg_scale=1.0,
                    run=replace(LESSON_RUN, cfg_dropout=1.0), probes=("twins_by_distance",),
                    data=("twins64_train", "twins64_val"))
 
@@ -174,7 +174,7 @@ COMPARISONS = {
         variants={"unet": TWINS_UNET, "dit": partial(dit_small, input_size=16)},
         key=("pair_consistency", "dit", "unet"),
         # a pilot (seed 0, 300 samples) drew two matching objects in 4.7% (U-Net) and 3.3% (DiT) of samples after 500
-        # steps, 18.7% and 20.3% after 2,000: consistency is learned late, so the reference runs 4x the lesson's steps
+        # steps, 18.7% and 20.3% after 2,000: consistency is learned late, so the reference runs 6x the lesson's steps
         lesson=Scale(steps=500, seeds=(0, 1), n_eval=300),
         **TWINS_SETUP,
         notes={"model": "64 px twins (two identical objects at any two cells), 16x16 latents, trained "

@@ -10,7 +10,8 @@ compared (variants, claims, budgets, probes) is defined in `course_utils.compari
 
 A reference run keeps each finished (variant, seed) in runs/experiments/ as it goes and resumes there, so a run
 longer than one sitting loses nothing; once complete it is written to data/results/ and listed in data/SHA256SUMS.
-Two processes may run different variants of one comparison side by side (`--variants`): they share that file. A
+Processes may run different variants or seeds of one comparison side by side (`--variants`, `--seeds`): they share
+that file. A
 variant that a comparison borrows (Comparison.borrows) is taken from the lender's result where that holds the seed.
 `course_utils.results` reads a result (95% intervals, paired differences, verdicts); `viz.plot_comparison` draws it.
 """
@@ -115,12 +116,12 @@ def cpu_reference_note(comparison: Comparison) -> str:
 
 
 def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Path = None, device=None,
-                   keep: dict = None) -> dict:
+                   keep: dict = None, seeds=None) -> dict:
     """Run every (variant, seed) of a comparison at a scale; returns the result in the results schema (DESIGN).
 
-    variants: a subset of the variant names (default all). progress: a JSON file that keeps each finished
-    (variant, seed) and is resumed from, if its budget is the same. keep: a dict that receives each model trained
-    here under (variant, seed).
+    variants: a subset of the variant names (default all); seeds: a subset of the budget's seeds (default all).
+    progress: a JSON file that keeps each finished (variant, seed) and is resumed from, if its budget is the same.
+    keep: a dict that receives each model trained here under (variant, seed).
     """
     comparison = get_comparison(name)
     budget = scale_of(comparison, scale)
@@ -128,6 +129,9 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
     unknown = [v for v in variants if v not in comparison.variants]
     if unknown or not variants:
         raise ValueError(f"comparison {name!r} has the variants {', '.join(comparison.variants)}; got {variants!r}.")
+    seeds = list(budget.seeds) if seeds is None else list(seeds)
+    if not seeds or any(seed not in budget.seeds for seed in seeds):
+        raise ValueError(f"the {scale} scale of {name!r} runs the seeds {list(budget.seeds)}; got {seeds!r}.")
     device = device or get_device()
     train = {k: v for k, v in asdict(comparison.run).items() if k not in ("steps", "batch_size", "seed")}
     budget_record = {**asdict(budget), "seeds": list(budget.seeds), "scale": scale, "cfg_scale": comparison.cfg_scale,
@@ -147,7 +151,7 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
     for variant in variants:
         entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})
         lender = lenders(comparison, scale).get(variant) if keep is None else None
-        for seed in budget.seeds:
+        for seed in seeds:
             if seed in entry["seeds"]:
                 continue
             measured = lender and borrowed(lender, variant, seed, scale, result["budget"])
@@ -164,16 +168,18 @@ def main(argv=None):
     parser.add_argument("name", choices=sorted(COMPARISONS))
     parser.add_argument("--scale", choices=SCALES, default="reference")
     parser.add_argument("--variants", help="comma-separated subset of the variants (default: all)")
+    parser.add_argument("--seeds", help="comma-separated subset of the scale's seeds (default: all)")
     args = parser.parse_args(argv)
     comparison = get_comparison(args.name)
     variants = args.variants.split(",") if args.variants else None
     progress = progress_path(args.name, args.scale)
-    result = run_comparison(args.name, args.scale, variants, progress)
+    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else None
+    result = run_comparison(args.name, args.scale, variants, progress, seeds=seeds)
     print(table(result))
     if all(v in result["variants"] for v in comparison.key[1:]):
         key = difference(result)
         print(f"{comparison.key[1]} - {comparison.key[2]} ({comparison.key[0]}): {key}; {verdict(result)}")
-    if args.scale == "reference" and result["complete"] and variants is None:
+    if args.scale == "reference" and result["complete"] and variants is None and seeds is None:
         print(ship_result(result))
     else:
         print(f"kept in {progress} (data/ is written only by a complete reference run of every variant)")
