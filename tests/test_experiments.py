@@ -59,6 +59,60 @@ def test_a_run_keeps_each_finished_seed_and_resumes_without_repeating_it(tmp_pat
     assert resumed["variants"] == partial["variants"]
 
 
+def _fake_runs(monkeypatch, calls):
+    def fake_run(comparison, variant, seed, scale, data, device=None, keep=None):
+        calls.append((comparison.name, variant, seed))
+        return {"pair_consistency": 0.1 * seed + 0.5 * (variant == "unet"), "seconds": 1.0 + seed}
+
+    monkeypatch.setattr(experiments, "run_variant", fake_run)
+    monkeypatch.setattr(experiments, "_load_data", lambda comparison, device: {})
+
+
+def test_processes_running_different_variants_and_seeds_share_one_progress_file(tmp_path, monkeypatch):
+    """Each save merges what the file holds: three 'processes' that each run a part of one comparison leave the
+    whole of it, each variant's seeds in order, and a last run finds nothing left to train."""
+    calls = []
+    _fake_runs(monkeypatch, calls)
+    progress = tmp_path / "progress.json"
+    with pytest.raises(ValueError, match=r"the fast scale of 'long_range' runs the seeds \[0, 1\]; got \[2\]"):
+        run_comparison("long_range", "fast", progress=progress, seeds=[2])
+    run_comparison("long_range", "fast", variants=["dit"], progress=progress, seeds=[1])
+    run_comparison("long_range", "fast", variants=["unet"], progress=progress)
+    run_comparison("long_range", "fast", variants=["dit"], progress=progress, seeds=[0])
+    assert calls == [("long_range", "dit", 1), ("long_range", "unet", 0), ("long_range", "unet", 1),
+                     ("long_range", "dit", 0)]
+    kept = json.loads(progress.read_text())
+    assert kept["variants"]["dit"] == {"seeds": [0, 1], "metrics": {"pair_consistency": [0.0, 0.1],
+                                                                    "seconds": [1.0, 2.0]}}
+    assert kept["seconds"] == 6.0
+    calls.clear()
+    whole = run_comparison("long_range", "fast", progress=progress)
+    assert calls == [] and whole["complete"] and difference(whole).mean == pytest.approx(-0.5)
+
+
+def test_downsampling_borrows_long_ranges_u_net_runs_where_they_were_run_at_its_budget(tmp_path, monkeypatch):
+    calls = []
+    _fake_runs(monkeypatch, calls)
+    monkeypatch.setattr(experiments, "REPO_DIR", tmp_path)  # progress files under tmp_path/runs/experiments
+    downsampling, long_range = COMPARISONS["downsampling"], COMPARISONS["long_range"]
+    assert comparisons.lends(long_range, downsampling, "unet", "reference")
+    assert not comparisons.lends(long_range, downsampling, "unet", "lesson")  # 500 steps against 300
+    assert not comparisons.lends(long_range, downsampling, "dit", "reference")  # not one of its variants
+    run_comparison("long_range", "fast", variants=["unet"], progress=experiments.progress_path("long_range", "fast"))
+    calls.clear()
+    result = run_comparison("downsampling", "fast")
+    assert calls == [("downsampling", "no_downsampling", 0), ("downsampling", "no_downsampling", 1)]
+    assert result["budget"]["borrowed"] == {"unet": "long_range"}
+    assert result["variants"]["unet"]["metrics"]["pair_consistency"] == [0.5, 0.6]
+    calls.clear()
+    kept = {}  # a model is asked for (as a notebook asks): nothing can be borrowed, the U-Net trains
+    run_comparison("downsampling", "fast", keep=kept)
+    assert [variant for _, variant, _ in calls] == ["unet", "unet", "no_downsampling", "no_downsampling"]
+    calls.clear()
+    assert "borrowed" not in run_comparison("downsampling", "lesson", variants=["unet"])["budget"]
+    assert calls[0][1] == "unet"
+
+
 def test_one_variant_run_is_deterministic_and_measures_every_metric():
     from course_utils.experiments import _load_data
 
