@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .checkpoint import register_shipped, sha256_file, shipped_sums, write_atomic
 from .config import DATA_DIR, REPO_DIR
-from .stats import mean_interval, paired_difference, pooled_proportion
+from .stats import mean_interval, paired_difference, pooled_proportion, wilson_interval
 
 # over prompts, so they get the binomial interval too
 PROPORTIONS = ("adherence_single", "adherence_two", "adherence_pair", "adherence_64", "pair_consistency",
@@ -116,6 +116,23 @@ def summarize(result: dict, metric: str) -> dict:
             out[variant] = pooled_proportion(values, result["budget"]["n_eval"])
         else:
             out[variant] = mean_interval(values)
+    return out
+
+
+def by_distance(result: dict) -> dict:
+    """Pair consistency by the distance between the two objects, from the twins probe's counts: {variant: {distance
+    label (metrics.CELL_DISTANCES): Interval}}, the Wilson interval of the matching pairs among all the pairs found
+    that far apart, pooled over seeds (n: the pairs found). Distances at which no pair was found are left out."""
+    out = {}
+    for variant, entry in result["variants"].items():
+        m = entry["metrics"]
+        labels = [name[len("found_"):] for name in m if name.startswith("found_")]
+        if not labels:
+            raise ValueError(f"variant {variant!r} has no counts by distance (the twins probe); measured: "
+                             f"{', '.join(m)}.")
+        found = {label: int(sum(m[f"found_{label}"])) for label in labels}
+        out[variant] = {label: wilson_interval(int(sum(m[f"consistent_{label}"])), found[label])
+                        for label in labels if found[label]}
     return out
 
 

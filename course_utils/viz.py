@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .data import to_float
-from .results import PROPORTIONS, summarize
+from .results import PROPORTIONS, by_distance, summarize
 from .stats import mean_interval
 
 
@@ -136,3 +136,22 @@ def plot_comparison(results: dict, metric: str = "val_loss"):
     axes[-1].set_title(f"final {metric.replace('_', ' ')}, 95% intervals", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_by_distance(results: dict, ax=None):
+    """Pair consistency against the distance between the two objects (grid cells), one line per variant and result
+    ({label: result} of a twins comparison), each point with its 95% Wilson interval over the pairs found."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for k, (label, result) in enumerate(results.items()):
+        for variant, rows in by_distance(result).items():
+            x = np.array([float(d) for d in rows]) + 0.03 * k  # nudged so that error bars do not overlap
+            means = np.array([i.mean for i in rows.values()])
+            errors = [means - [i.low for i in rows.values()], [i.high for i in rows.values()] - means]
+            ax.errorbar(x, means, yerr=errors, marker="o", capsize=3, linestyle="--" if k else "-",
+                        label=f"{label}: {variant.replace('_', ' ')}")
+    ax.set_xlabel("distance between the two objects (grid cells)")
+    ax.set_ylabel("matching pairs among pairs found")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    return ax

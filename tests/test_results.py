@@ -34,6 +34,25 @@ def test_summarize_gives_adherence_the_binomial_interval_over_all_prompts():
         summarize(result, "frechet")
 
 
+def test_consistency_by_distance_pools_the_pairs_found_over_seeds():
+    result = fake_result([0.6, 0.7, 0.65], [0.6, 0.7, 0.65])
+    result["variants"]["a"]["metrics"].update(consistent_1=[3, 1, 0], found_1=[4, 2, 4], consistent_2=[0, 0, 0],
+                                              found_2=[0, 0, 0])
+    result["variants"]["b"]["metrics"].update(consistent_1=[0, 0, 1], found_1=[1, 1, 1], consistent_2=[2, 2, 2],
+                                              found_2=[2, 3, 5])
+    rows = results.by_distance(result)
+    assert list(rows["a"]) == ["1"]  # no pair found 2 cells apart: no row rather than 0 of 0
+    a1, b2 = rows["a"]["1"], rows["b"]["2"]
+    assert (a1.n, a1.mean) == (10, 0.4) and (b2.n, b2.mean) == (10, 0.6)
+    # the Wilson interval of 4 in 10, computed here: (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)
+    z, n, phat = 1.959964, 10, 0.4
+    centre, half = phat + z * z / (2 * n), z * (phat * (1 - phat) / n + z * z / (4 * n * n)) ** 0.5
+    assert a1.low == pytest.approx((centre - half) / (1 + z * z / n), abs=1e-5)
+    assert a1.high == pytest.approx((centre + half) / (1 + z * z / n), abs=1e-5)
+    with pytest.raises(ValueError, match="variant 'a' has no counts by distance"):
+        results.by_distance(fake_result([0.6, 0.7, 0.65], [0.6, 0.7, 0.65]))
+
+
 def test_the_schema_round_trips_and_a_broken_result_is_named(tmp_path):
     result = fake_result([0.6, 0.7, 0.65], [0.6, 0.7, 0.65])
     save_result(result, tmp_path / "toy.json")

@@ -73,3 +73,19 @@ def test_comparison_plots_draw_bands_and_error_bars_that_match_the_intervals():
     reference = summarize(result(0.05), "val_loss")["a"]
     assert abs(low - reference.low) < 1e-9 and abs(high - reference.high) < 1e-9
     plt.close("all")
+
+
+def test_consistency_by_distance_is_drawn_with_its_wilson_intervals():
+    from course_utils.results import by_distance
+    from course_utils.viz import plot_by_distance
+
+    counts = {"consistent_1": [3, 4], "found_1": [5, 5], "consistent_2": [1, 0], "found_2": [4, 6]}
+    result = {"budget": {"n_eval": 10}, "variants": {v: {"seeds": [0, 1], "metrics": counts} for v in ("a", "b")}}
+    ax = plot_by_distance({"reference": result})
+    assert [c.get_label() for c in ax.containers] == ["reference: a", "reference: b"]
+    line = ax.containers[0].lines[0]
+    assert list(line.get_xdata()) == [1.0, 2.0] and list(line.get_ydata()) == [0.7, 0.1]
+    (low, high) = ax.containers[0].lines[2][0].get_segments()[1][:, 1]  # distance 2's error bar
+    expected = by_distance(result)["a"]["2"]
+    assert abs(low - expected.low) < 1e-9 and abs(high - expected.high) < 1e-9
+    plt.close("all")
