@@ -11,8 +11,8 @@ compared (variants, claims, budgets, probes) is defined in `course_utils.compari
 A reference run keeps each finished (variant, seed) in runs/experiments/ as it goes and resumes there, so a run
 longer than one sitting loses nothing; once complete it is written to data/results/ and listed in data/SHA256SUMS.
 Processes may run different variants or seeds of one comparison side by side (`--variants`, `--seeds`): they share
-that file. A
-variant that a comparison borrows (Comparison.borrows) is taken from the lender's result where that holds the seed.
+that file. A variant that a comparison borrows (Comparison.borrows) is taken from the lender's result where that
+holds the seed, instead of being trained again.
 `course_utils.results` reads a result (95% intervals, paired differences, verdicts); `viz.plot_comparison` draws it.
 """
 
