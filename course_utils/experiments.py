@@ -159,6 +159,7 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
                 data = data or _load_data(comparison, device)
                 measured = run_variant(comparison, variant, seed, budget, data, device, keep)
             record_seed(result, variant, seed, measured, progress)
+    result["variants"] = {v: result["variants"][v] for v in comparison.variants if v in result["variants"]}
     result["complete"] = all(result["variants"][v]["seeds"] == list(budget.seeds) for v in variants)
     return result
 

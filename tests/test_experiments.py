@@ -76,7 +76,8 @@ def test_processes_running_different_variants_and_seeds_share_one_progress_file(
     progress = tmp_path / "progress.json"
     with pytest.raises(ValueError, match=r"the fast scale of 'long_range' runs the seeds \[0, 1\]; got \[2\]"):
         run_comparison("long_range", "fast", progress=progress, seeds=[2])
-    run_comparison("long_range", "fast", variants=["dit"], progress=progress, seeds=[1])
+    first = run_comparison("long_range", "fast", variants=["dit"], progress=progress, seeds=[1])
+    assert list(first["variants"]) == ["dit"]
     run_comparison("long_range", "fast", variants=["unet"], progress=progress)
     run_comparison("long_range", "fast", variants=["dit"], progress=progress, seeds=[0])
     assert calls == [("long_range", "dit", 1), ("long_range", "unet", 0), ("long_range", "unet", 1),
@@ -88,6 +89,7 @@ def test_processes_running_different_variants_and_seeds_share_one_progress_file(
     calls.clear()
     whole = run_comparison("long_range", "fast", progress=progress)
     assert calls == [] and whole["complete"] and difference(whole).mean == pytest.approx(-0.5)
+    assert list(whole["variants"]) == ["unet", "dit"]  # the comparison's order, whichever process finished first
 
 
 def test_downsampling_borrows_long_ranges_u_net_runs_where_they_were_run_at_its_budget(tmp_path, monkeypatch):
