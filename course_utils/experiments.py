@@ -91,21 +91,22 @@ def lenders(comparison: Comparison, scale: str) -> dict:
             if lends(get_comparison(lender), comparison, variant, scale)}
 
 
-def borrowed(lender: str, variant: str, seed: int, scale: str, budget: dict) -> dict:
-    """One (variant, seed)'s measurements from the lender's progress file or, at reference scale, its shipped result,
-    where that was run at the same budget; None where neither holds it."""
+def borrowed(lender: str, variant: str, scale: str, budget: dict) -> dict:
+    """{seed: measurements} of a variant from the lender's progress file or, at reference scale, its shipped result,
+    for the seeds run at the same budget (the progress file first)."""
     found = []
-    if progress_path(lender, scale).exists():
-        found.append(json.loads(progress_path(lender, scale).read_text()))
     if scale == "reference" and (DATA_DIR / "results" / f"{lender}.json").exists():
         found.append(load_result(lender))
+    if progress_path(lender, scale).exists():
+        found.append(json.loads(progress_path(lender, scale).read_text()))
     same = ("steps", "seeds", "batch_size", "n_eval", "n_val", "cfg_scale", "sampler", "train")
-    for result in found:
-        entry = result["variants"].get(variant, {"seeds": []})
-        if seed in entry["seeds"] and all(result["budget"].get(k) == budget[k] for k in same):
-            at = entry["seeds"].index(seed)
-            return {metric: values[at] for metric, values in entry["metrics"].items()}
-    return None
+    seeds = {}
+    for result in found:  # a later one overrides an earlier one
+        entry = result["variants"].get(variant, {"seeds": [], "metrics": {}})
+        if all(result["budget"].get(k) == budget[k] for k in same):
+            seeds.update({seed: {metric: values[i] for metric, values in entry["metrics"].items()}
+                          for i, seed in enumerate(entry["seeds"])})
+    return seeds
 
 
 def cpu_reference_note(comparison: Comparison) -> str:
@@ -134,11 +135,12 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
         raise ValueError(f"the {scale} scale of {name!r} runs the seeds {list(budget.seeds)}; got {seeds!r}.")
     device = device or get_device()
     train = {k: v for k, v in asdict(comparison.run).items() if k not in ("steps", "batch_size", "seed")}
+    lent = lenders(comparison, scale) if keep is None else {}  # a model asked for must be trained here
     budget_record = {**asdict(budget), "seeds": list(budget.seeds), "scale": scale, "cfg_scale": comparison.cfg_scale,
                      "sampler": "Euler, 25 steps", "train": train,
                      **comparison.notes,
                      **({"train_sizes": comparison.train_sizes} if comparison.train_sizes else {}),
-                     **({"borrowed": lenders(comparison, scale)} if lenders(comparison, scale) else {}),
+                     **({"borrowed": lent} if lent else {}),
                      **({"note": cpu_reference_note(comparison)} if scale == "reference" and str(device) == "cpu"
                         else {})}
     result = new_result(name, comparison.claim, comparison.key,
@@ -150,12 +152,13 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
     data = None
     for variant in variants:
         entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})
-        lender = lenders(comparison, scale).get(variant) if keep is None else None
+        taken = borrowed(lent[variant], variant, scale, result["budget"]) if variant in lent else {}
         for seed in seeds:
             if seed in entry["seeds"]:
                 continue
-            measured = lender and borrowed(lender, variant, seed, scale, result["budget"])
-            if not measured:
+            if seed in taken:
+                measured = taken[seed]
+            else:
                 data = data or _load_data(comparison, device)
                 measured = run_variant(comparison, variant, seed, budget, data, device, keep)
             record_seed(result, variant, seed, measured, progress)
