@@ -27,7 +27,7 @@ from .comparisons import COMPARISONS, PROBES, SCALES, Comparison, Scale, get_com
 from .config import DATA_DIR, REPO_DIR, get_device, seed_everything
 from .latents import load_latents
 from .metrics import evaluate
-from .results import difference, load_result, new_result, record_seed, ship_result, table, verdict
+from .results import difference, load_result, new_result, record_seed, ship_result, table, take_kept, verdict
 from .train import train
 
 # A reference run on the CPU records its budget as a multiple of the lesson's steps (cpu_reference_note): most are 2.5x,
@@ -93,13 +93,13 @@ def lenders(comparison: Comparison, scale: str) -> dict:
 
 def borrowed(lender: str, variant: str, scale: str, budget: dict) -> dict:
     """{seed: measurements} of a variant from the lender's progress file or, at reference scale, its shipped result,
-    for the seeds run at the same budget (the progress file first)."""
+    for the seeds run alike at the same budget, whichever seeds it ran (the progress file first)."""
     found = []
     if scale == "reference" and (DATA_DIR / "results" / f"{lender}.json").exists():
         found.append(load_result(lender))
     if progress_path(lender, scale).exists():
         found.append(json.loads(progress_path(lender, scale).read_text()))
-    same = ("steps", "seeds", "batch_size", "n_eval", "n_val", "cfg_scale", "sampler", "train")
+    same = ("steps", "batch_size", "n_eval", "n_val", "cfg_scale", "sampler", "train")  # not which seeds run
     seeds = {}
     for result in found:  # a later one overrides an earlier one
         entry = result["variants"].get(variant, {"seeds": [], "metrics": {}})
@@ -121,7 +121,8 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
     """Run every (variant, seed) of a comparison at a scale; returns the result in the results schema (DESIGN).
 
     variants: a subset of the variant names (default all); seeds: a subset of the budget's seeds (default all).
-    progress: a JSON file that keeps each finished (variant, seed) and is resumed from, if its budget is the same.
+    progress: a JSON file that keeps each finished (variant, seed) and is resumed from, if its seeds ran alike
+    (`results.same_runs`: the budget may since have grown more seeds).
     keep: a dict that receives each model trained here under (variant, seed).
     """
     comparison = get_comparison(name)
@@ -146,9 +147,7 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
     result = new_result(name, comparison.claim, comparison.key,
                         f"python -m course_utils.experiments {name} --scale {scale}", device, budget_record)
     if progress is not None and Path(progress).exists():
-        kept = json.loads(Path(progress).read_text())
-        if kept.get("budget") == result["budget"]:
-            result["variants"], result["seconds"] = kept["variants"], kept["seconds"]
+        take_kept(result, json.loads(Path(progress).read_text()))
     data = None
     for variant in variants:
         entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})

@@ -39,18 +39,31 @@ def record_seed(result: dict, variant: str, seed: int, measured: dict, progress=
     """Add one (variant, seed)'s measurements (with their "seconds") to a result being run, and save it to the
     `progress` file if one is given, so that a cut-off run resumes after this seed.
 
-    Saving first takes in the (variant, seed)s that the file holds and the result lacks, if the budgets are the same:
-    two processes that run different variants (or seeds) of one comparison can share a progress file."""
+    Saving first takes in the (variant, seed)s that the file holds and the result lacks (`take_kept`): two processes that run different variants (or seeds) of one comparison can share a progress file."""
     _add_seed(result, variant, seed, measured)
     if progress is not None:
         if Path(progress).exists():
-            kept = json.loads(Path(progress).read_text())
-            if kept.get("budget") == result["budget"]:
-                for name, entry in kept["variants"].items():
-                    for i, other in enumerate(entry["seeds"]):
-                        if other not in result["variants"].get(name, {"seeds": ()})["seeds"]:
-                            _add_seed(result, name, other, {m: v[i] for m, v in entry["metrics"].items()})
+            take_kept(result, json.loads(Path(progress).read_text()))
         save_result(result, progress)
+
+
+def same_runs(budget: dict, other: dict) -> bool:
+    """Whether two budgets train and measure each seed alike: equal but for which seeds they run (and the note that
+    counts them). A seed run under one is then valid under the other: a budget can grow from 3 seeds to 5."""
+    def runs(b):
+        return {k: v for k, v in b.items() if k not in ("seeds", "note")}
+    return runs(budget) == runs(other)
+
+
+def take_kept(result: dict, kept: dict) -> None:
+    """Add to a result being run the (variant, seed)s that a kept one (a progress file) holds and it lacks, if they
+    ran alike (`same_runs`) and the result's budget runs that seed."""
+    if not same_runs(kept.get("budget", {}), result["budget"]):
+        return
+    for name, entry in kept["variants"].items():
+        for i, seed in enumerate(entry["seeds"]):
+            if seed in result["budget"]["seeds"] and seed not in result["variants"].get(name, {"seeds": ()})["seeds"]:
+                _add_seed(result, name, seed, {m: v[i] for m, v in entry["metrics"].items()})
 
 
 def _add_seed(result: dict, variant: str, seed: int, measured: dict) -> None:

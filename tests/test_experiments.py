@@ -92,6 +92,29 @@ def test_processes_running_different_variants_and_seeds_share_one_progress_file(
     assert list(whole["variants"]) == ["unet", "dit"]  # the comparison's order, whichever process finished first
 
 
+def test_a_budget_grown_by_seeds_resumes_the_seeds_run_alike_and_nothing_else(tmp_path, monkeypatch):
+    """Going from 3 seeds to 5 keeps the 3: a kept seed counts if it ran alike (same steps, data, training...) and
+    the budget runs it; a kept run that differs in anything else is trained again."""
+    calls = []
+    _fake_runs(monkeypatch, calls)
+    progress = tmp_path / "progress.json"
+    run_comparison("long_range", "fast", progress=progress)
+    kept = json.loads(progress.read_text())
+    for entry in kept["variants"].values():  # as if an earlier budget ran seeds 0 and 7 (7 is not run now)
+        entry["seeds"] = [0, 7]
+    kept["budget"].update(seeds=[0, 7], note="an older budget's note")
+    progress.write_text(json.dumps(kept))
+    calls.clear()
+    grown = run_comparison("long_range", "fast", progress=progress)
+    assert calls == [("long_range", "unet", 1), ("long_range", "dit", 1)]
+    assert grown["complete"] and grown["variants"]["unet"]["seeds"] == [0, 1] and grown["budget"]["seeds"] == [0, 1]
+    kept["budget"]["steps"] += 1  # not run alike: nothing is kept
+    progress.write_text(json.dumps(kept))
+    calls.clear()
+    run_comparison("long_range", "fast", progress=progress)
+    assert [seed for _, _, seed in calls] == [0, 1, 0, 1]
+
+
 def test_downsampling_borrows_long_ranges_u_net_runs_where_they_were_run_at_its_budget(tmp_path, monkeypatch):
     calls = []
     _fake_runs(monkeypatch, calls)
