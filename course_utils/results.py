@@ -39,7 +39,8 @@ def record_seed(result: dict, variant: str, seed: int, measured: dict, progress=
     """Add one (variant, seed)'s measurements (with their "seconds") to a result being run, and save it to the
     `progress` file if one is given, so that a cut-off run resumes after this seed.
 
-    Saving first takes in the (variant, seed)s that the file holds and the result lacks (`take_kept`): two processes that run different variants (or seeds) of one comparison can share a progress file."""
+    Saving first takes in the (variant, seed)s that the file holds and the result lacks (`take_kept`): two
+    processes that run different variants (or seeds) of one comparison can share a progress file."""
     _add_seed(result, variant, seed, measured)
     if progress is not None:
         if Path(progress).exists():
