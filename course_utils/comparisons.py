@@ -120,8 +120,8 @@ PROBES = {"frequency_errors": _frequency_probe, "twins_by_distance": _twins_prob
 # probe, at one reference budget, with the U-Net without attention as one side of each (downsampling borrows its runs).
 # Reference budget: two 1-thread processes side by side on 2 CPU cores trained at 2.7 (U-Net) and 2.1 (DiT) steps of
 # batch 64 a second: 3 seeds x 3,000 steps of the three models, 500 samples each, took 1.8 hours there; seeds 3 and 4
-# were added later, since 3 left downsampling's interval reaching zero (long_range's pilot: 4.7% consistent pairs
-# after 500 steps, 18.7% after 2,000)
+# were added later (1.7 hours more), since 3 left downsampling's interval reaching zero (long_range's pilot: 4.7%
+# consistent pairs after 500 steps, 18.7% after 2,000)
 TWINS_UNET = partial(unet_small, attention=False, input_size=16)
 TWINS_SETUP = dict(reference=Scale(steps=3000, seeds=(0, 1, 2, 3, 4), n_eval=500), modes=(), cfg_scale=1.0,
                    run=replace(LESSON_RUN, cfg_dropout=1.0), probes=("twins_by_distance",),
