@@ -27,7 +27,7 @@ from .comparisons import COMPARISONS, PROBES, SCALES, Comparison, Scale, get_com
 from .config import DATA_DIR, REPO_DIR, get_device, seed_everything
 from .latents import load_latents
 from .metrics import evaluate
-from .results import difference, load_result, new_result, record_seed, ship_result, table, take_kept, verdict
+from .results import difference, load_result, new_result, record_seed, same_runs, ship_result, table, take_kept, verdict
 from .train import train
 
 # A reference run on the CPU records its budget as a multiple of the lesson's steps (cpu_reference_note): most are 2.5x,
@@ -91,22 +91,36 @@ def lenders(comparison: Comparison, scale: str) -> dict:
             if lends(get_comparison(lender), comparison, variant, scale)}
 
 
-def borrowed(lender: str, variant: str, scale: str, budget: dict) -> dict:
+def borrowed(lender: str, variant: str, scale: str, device) -> dict:
     """{seed: measurements} of a variant from the lender's progress file or, at reference scale, its shipped result,
-    for the seeds run alike at the same budget, whichever seeds it ran (the progress file first)."""
+    for the seeds they ran as the lender runs them now (`results.same_runs`; the progress file first)."""
+    comparison = get_comparison(lender)
+    budget = budget_record(comparison, scale, device, lenders(comparison, scale))
     found = []
     if scale == "reference" and (DATA_DIR / "results" / f"{lender}.json").exists():
         found.append(load_result(lender))
     if progress_path(lender, scale).exists():
         found.append(json.loads(progress_path(lender, scale).read_text()))
-    same = ("steps", "batch_size", "n_eval", "n_val", "cfg_scale", "sampler", "train")  # not which seeds run
     seeds = {}
     for result in found:  # a later one overrides an earlier one
         entry = result["variants"].get(variant, {"seeds": [], "metrics": {}})
-        if all(result["budget"].get(k) == budget[k] for k in same):
+        if same_runs(result["budget"], budget):
             seeds.update({seed: {metric: values[i] for metric, values in entry["metrics"].items()}
                           for i, seed in enumerate(entry["seeds"])})
     return seeds
+
+
+def budget_record(comparison: Comparison, scale: str, device, lent: dict) -> dict:
+    """What a result records of its budget at a scale: steps, seeds, batch, prompts, guidance, sampler, training
+    settings, the comparison's notes, the variants borrowed (`lent`) and, for a CPU reference, `cpu_reference_note`."""
+    budget = scale_of(comparison, scale)
+    train = {k: v for k, v in asdict(comparison.run).items() if k not in ("steps", "batch_size", "seed")}
+    return {**asdict(budget), "seeds": list(budget.seeds), "scale": scale, "cfg_scale": comparison.cfg_scale,
+            "sampler": "Euler, 25 steps", "train": train,
+            **comparison.notes,
+            **({"train_sizes": comparison.train_sizes} if comparison.train_sizes else {}),
+            **({"borrowed": lent} if lent else {}),
+            **({"note": cpu_reference_note(comparison)} if scale == "reference" and str(device) == "cpu" else {})}
 
 
 def cpu_reference_note(comparison: Comparison) -> str:
@@ -135,23 +149,16 @@ def run_comparison(name: str, scale: str = "lesson", variants=None, progress: Pa
     if not seeds or any(seed not in budget.seeds for seed in seeds):
         raise ValueError(f"the {scale} scale of {name!r} runs the seeds {list(budget.seeds)}; got {seeds!r}.")
     device = device or get_device()
-    train = {k: v for k, v in asdict(comparison.run).items() if k not in ("steps", "batch_size", "seed")}
     lent = lenders(comparison, scale) if keep is None else {}  # a model asked for must be trained here
-    budget_record = {**asdict(budget), "seeds": list(budget.seeds), "scale": scale, "cfg_scale": comparison.cfg_scale,
-                     "sampler": "Euler, 25 steps", "train": train,
-                     **comparison.notes,
-                     **({"train_sizes": comparison.train_sizes} if comparison.train_sizes else {}),
-                     **({"borrowed": lent} if lent else {}),
-                     **({"note": cpu_reference_note(comparison)} if scale == "reference" and str(device) == "cpu"
-                        else {})}
-    result = new_result(name, comparison.claim, comparison.key,
-                        f"python -m course_utils.experiments {name} --scale {scale}", device, budget_record)
+    command = f"python -m course_utils.experiments {name} --scale {scale}"
+    result = new_result(name, comparison.claim, comparison.key, command, device,
+                        budget_record(comparison, scale, device, lent))
     if progress is not None and Path(progress).exists():
         take_kept(result, json.loads(Path(progress).read_text()))
     data = None
     for variant in variants:
         entry = result["variants"].setdefault(variant, {"seeds": [], "metrics": {}})
-        taken = borrowed(lent[variant], variant, scale, result["budget"]) if variant in lent else {}
+        taken = borrowed(lent[variant], variant, scale, device) if variant in lent else {}
         for seed in seeds:
             if seed in entry["seeds"]:
                 continue
