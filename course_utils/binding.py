@@ -11,6 +11,12 @@ and two-object captions, every stage of the two-object funnel, then the shipped 
 500 captions per mode at CFG 2 and 3, and the transplant on the shipped model:
 
     python -m course_utils.binding runs/mmdit-gpu-recipe-cpu [--before REV]   # -> data/results/mmdit_binding.json
+
+A finished retrain run of the MMDiT (on one GPU, issue 22) is recorded as it was made (command, commit, device,
+training seconds, samples seen) with its scores on 500 captions per mode at CFG 2 and 3:
+
+    python -m course_utils.retrain mmdit --out runs/mmdit-gpu        # on CUDA, the large-batch recipe
+    python -m course_utils.binding runs/mmdit-gpu --recipe            # -> data/results/mmdit_gpu_recipe.json
 """
 
 import argparse
@@ -38,6 +44,8 @@ from .vae import load_vae
 N_CURVE, N_FINAL, CFG_FINAL = 200, 500, (2.0, 3.0)
 FUNNEL = {"two objects": "two_objects", "colours": "colours_right", "shapes": "shapes_right", "bound": "bound",
           "relation": "adherence_two"}  # two_object_funnel's stages -> metric names of the result
+RECIPE_CLAIM = ("On one GPU the MMDiT recipe (4.6 M samples at batch 1024) learns two-object binding in minutes: "
+                "at least 88% two-object and 99% single-object adherence at CFG at most 3.")
 CLAIM = ("Two-object binding is learned late: the MMDiT's two-object adherence rises long after its single-object "
          "one; the per-token text stream, not the pooled caption, carries the binding.")
 
@@ -190,12 +198,50 @@ def learning_curve(run: Path, before: str = None) -> dict:
     return result
 
 
+def retrain_command(settings: dict, processes: int, run: Path) -> str:
+    """The retrain command line that made a run folder, from its run.json settings."""
+    launcher = f"torchrun --nproc-per-node {processes}" if processes > 1 else "python"
+    flags = [f"--{key.replace('_', '-')} {settings[key]}" for key in ("steps", "seed", "batch_size", "lr")
+             if settings.get(key) is not None]
+    flags += [f"--{key.replace('_', '-')}" for key in ("compile", "gpu_recipe") if settings.get(key)]
+    return " ".join([f"{launcher} -m course_utils.retrain {settings['name']}", *flags, f"--out {run}"])
+
+
+def recipe_result(run: Path, n: int = N_FINAL) -> dict:
+    """The mmdit_gpu_recipe result: a finished MMDiT retrain run (RUN/run.json, report.json, mmdit.pt) as it was
+    made, and its scores on n held-out captions per mode at each of CFG_FINAL (variants "cfg 2", "cfg 3")."""
+    if not (run / "report.json").is_file():
+        raise FileNotFoundError(f"no report.json in {run}: recipe_result takes the folder of a finished retrain run.")
+    settings, report = (json.loads((run / f).read_text()) for f in ("run.json", "report.json"))
+    if report["name"] != "mmdit":
+        raise ValueError(f"{run} holds a {report['name']} run; the recipe result is the MMDiT's.")
+    vae, judge, start = load_vae(), load_judge(), time.time()
+    model = load_model(run / "mmdit.pt").to(get_device())
+    variants = {}
+    for cfg in CFG_FINAL:
+        measured = scores(model, n, cfg, vae, judge)
+        variants[f"cfg {cfg:g}"] = {"seeds": [report["seed"]], "metrics": {k: [v] for k, v in measured.items()}}
+        print(f"CFG {cfg:g}, {n} captions per mode: " + ", ".join(f"{k} {v:.3f}" for k, v in measured.items()))
+    budget = {"scale": "reference", "steps": report["steps"], "batch_size": report["batch_size"], "lr": report["lr"],
+              "seeds": [report["seed"]], "n_eval": n, "sampling_steps": 25, "processes": report["processes"],
+              "samples": report["steps"] * report["batch_size"], "train_seconds": report["seconds"]}
+    command = f"{retrain_command(settings, report['processes'], run)} && python -m course_utils.binding {run} --recipe"
+    device = f"{report['device']} ({report['gpu']})" if "gpu" in report else report["device"]
+    result = new_result("mmdit_gpu_recipe", RECIPE_CLAIM, ("adherence_two", "cfg 3", "cfg 2"), command, device,
+                        budget, variants)
+    result["commit"] = report.get("commit", result["commit"])  # the commit that trained it
+    result["seconds"], result["complete"] = round(report["seconds"] + time.time() - start, 1), True
+    return result
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="The MMDiT binding learning curve: data/results/mmdit_binding.json")
-    parser.add_argument("run", type=Path, help="a retrain folder with curve/snapshot-STEP.pt copies")
+    parser = argparse.ArgumentParser(description="The MMDiT binding learning curve: data/results/mmdit_binding.json; "
+                                                 "with --recipe, a GPU recipe run: data/results/mmdit_gpu_recipe.json")
+    parser.add_argument("run", type=Path, help="a retrain folder (with curve/snapshot-STEP.pt copies for the curve)")
     parser.add_argument("--before", default=None, help="git revision of the shipped model the run replaced")
+    parser.add_argument("--recipe", action="store_true", help="record the finished run and score its model")
     args = parser.parse_args(argv)
-    print(ship_result(learning_curve(args.run, args.before)))
+    print(ship_result(recipe_result(args.run) if args.recipe else learning_curve(args.run, args.before)))
 
 
 if __name__ == "__main__":

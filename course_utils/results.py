@@ -6,6 +6,7 @@ A result: {"name", "claim", "key": [metric, a, b], "command", "commit", "device"
 """
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -24,9 +25,10 @@ SCHEMA = ("name", "claim", "key", "command", "commit", "device", "seconds", "com
 
 
 def git_commit() -> str:
-    """The checkout's short commit hash, recorded in every result ("unknown" outside a git checkout)."""
+    """The checkout's short commit hash, recorded in every result; outside a git checkout (a copy of the working
+    tree on a GPU machine, say) env COURSE_COMMIT, else "unknown"."""
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_DIR)
-    return done.stdout.strip() or "unknown"
+    return done.stdout.strip() or os.environ.get("COURSE_COMMIT", "unknown")
 
 
 def new_result(name: str, claim: str, key: tuple, command: str, device, budget: dict, variants: dict = None) -> dict:

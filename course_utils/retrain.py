@@ -48,6 +48,7 @@ from .judge import attribute_accuracy, train_judge
 from .latents import load_latents, mode_sample_weights
 from .metrics import evaluate
 from .mmdit import mmdit_small
+from .results import git_commit
 from .train import MMDIT_RUN, SHIPPED_RUN, TrainConfig, scale_batch, train
 from .unet import unet_small
 from .vae import reconstruction_psnr, train_vae
@@ -120,8 +121,11 @@ def run(name: str, steps: int, seed: int, out: Path, batch_size: int = None, com
         resume: bool = False, lr: float = None, gpu_recipe: bool = False) -> tuple:
     """Train NAME into out/NAME.pt (resume: go on from out/snapshot.pt); returns (report, model)."""
     start = time.time()
-    report = {"name": name, "steps": steps, "seed": seed, "device": str(get_device()),
+    device = get_device()
+    report = {"name": name, "steps": steps, "seed": seed, "device": str(device), "commit": git_commit(),
               "processes": process_group()[2]}
+    if device.type == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(device)
     vae_sha256 = None
     if name in RECIPES:
         vae_sha256 = shipped_vae_sha256()  # the VAE whose latents it trains on, recorded in its checkpoint

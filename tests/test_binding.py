@@ -4,12 +4,24 @@ other caption's pooled vector), the held-out two-object scenes, and the transpla
 import pytest
 import torch
 
-from course_utils.binding import binding_scenes, binding_source, pooled_from, swap_colours
+from course_utils.binding import (
+    binding_scenes,
+    binding_source,
+    pooled_from,
+    recipe_result,
+    retrain_command,
+    scores,
+    swap_colours,
+)
+from course_utils.checkpoint import load_model
 from course_utils.data import Tokenizer, caption_for, render_shapes
 from course_utils.dit import dit_small
+from course_utils.judge import load_judge
 from course_utils.mmdit import mmdit_small
 from course_utils.patchify import unpatchify
-from course_utils.vae import VAE
+from course_utils.results import check_result
+from course_utils.retrain import main as retrain
+from course_utils.vae import VAE, load_vae
 
 A = ["a red circle above a blue square", "a green triangle to the left of a white diamond"]
 B = ["a blue circle above a red square", "a white triangle to the left of a green diamond"]
@@ -111,3 +123,31 @@ def test_binding_source_reports_shares_that_cannot_both_hold():
     assert all(0 <= out[k] <= 1 for k in ("plain", "tokens", "pooled"))
     assert out["tokens"] + out["pooled"] <= 1  # no image shows both bindings
     assert model.text_encoder.__class__.__name__ == "TextEncoder"
+
+
+def test_retrain_command_gives_back_the_command_line_of_a_run():
+    settings = {"name": "mmdit", "steps": None, "seed": 0, "batch_size": 1024, "compile": True, "lr": None,
+                "gpu_recipe": False}
+    assert retrain_command(settings, 1, "runs/x") == (
+        "python -m course_utils.retrain mmdit --seed 0 --batch-size 1024 --compile --out runs/x")
+    assert retrain_command({**settings, "steps": 9, "compile": False, "gpu_recipe": True}, 4, "o") == (
+        "torchrun --nproc-per-node 4 -m course_utils.retrain mmdit --steps 9 --seed 0 --batch-size 1024 "
+        "--gpu-recipe --out o")
+
+
+def test_recipe_result_records_a_finished_retrain_run_and_its_scores(tmp_path):
+    run = tmp_path / "run"
+    retrain(["mmdit", "--steps", "1", "--batch-size", "8", "--out", str(run)])
+    result = check_result(recipe_result(run, n=4))
+    assert result["name"] == "mmdit_gpu_recipe" and result["complete"] and result["device"] == "cpu"
+    assert result["command"] == (f"python -m course_utils.retrain mmdit --steps 1 --seed 0 --batch-size 8 --out {run}"
+                                 f" && python -m course_utils.binding {run} --recipe")
+    budget = result["budget"]
+    assert (budget["steps"], budget["batch_size"], budget["samples"], budget["n_eval"]) == (1, 8, 8, 4)
+    assert result["seconds"] >= budget["train_seconds"] > 0
+    vae, judge, model = load_vae(), load_judge(), load_model(run / "mmdit.pt")
+    for cfg in (2.0, 3.0):  # the scores of the run's checkpoint, as measured on their own
+        assert {k: v[0] for k, v in result["variants"][f"cfg {cfg:g}"]["metrics"].items()} == scores(
+            model, 4, cfg, vae, judge)
+    with pytest.raises(FileNotFoundError, match="no report.json in .* folder of a finished retrain run"):
+        recipe_result(tmp_path)

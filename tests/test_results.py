@@ -95,3 +95,16 @@ def test_the_readme_states_each_shipped_claims_status_as_its_result_gives_it():
             assert status == verdict(load_result(name)), name
         else:  # a claim with no experiment yet, or one not yet run at reference scale
             assert status == "open", name
+
+
+def test_git_commit_is_the_checkouts_and_outside_one_the_environments(tmp_path, monkeypatch):
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=results.REPO_DIR).stdout.strip()
+    monkeypatch.setenv("COURSE_COMMIT", "abc1234")
+    assert results.git_commit() == head and len(head) >= 7
+    monkeypatch.setattr(results, "REPO_DIR", tmp_path)  # a copy of the working tree without .git
+    assert results.git_commit() == "abc1234"
+    monkeypatch.delenv("COURSE_COMMIT")
+    assert results.git_commit() == "unknown"

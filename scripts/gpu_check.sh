@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The checks that issues 19 and 22 leave for a GPU, as one prepared call on a lent GPU machine that has PyTorch but
+# no package index (../shared/gpu/README.md). Each stage writes into $OUT as soon as it has something, so a call cut
+# off at its limit keeps what it finished.
+#
+# Here, once:  ../shared/gpu/fetch-wheels.sh .whl     (untracked, so the wheels travel with the working tree)
+# There:       COURSE_COMMIT=<short hash> bash scripts/gpu_check.sh STAGE...     (the copy there has no .git)
+#
+#   recipe     retrain the MMDiT with its large-batch recipe into $OUT/mmdit-gpu, then score it on 500 captions per
+#              mode at CFG 2 and 3 into $OUT/mmdit_gpu_recipe.json (commit it as data/results/; issue 22)
+#   notebooks  every notebook top to bottom in full mode, one at a time; $OUT/notebooks/NAME.ipynb (executed) and
+#              one line per notebook in $OUT/notebook_seconds.tsv: the README's "minutes on one GPU" column
+#   suite      the FAST suite with COURSE_DEVICE=cuda on 8 pytest-xdist workers: $OUT/suite.log, $OUT/suite.xml
+#   benchmark  scripts/benchmark.py: $OUT/benchmark.txt
+#
+# A dry run on the CPU checks the mechanics: OUT=/tmp/g COURSE_DEVICE=cpu COURSE_FAST=1 RECIPE_STEPS=1
+# NOTEBOOKS=00_start_here RECIPE_N=4 bash scripts/gpu_check.sh recipe notebooks
+set -uo pipefail
+cd "$(dirname "$0")/.."
+: "${OUT:?set OUT to the folder whose files come back}"
+export COURSE_DEVICE=${COURSE_DEVICE:-cuda} COURSE_COMMIT=${COURSE_COMMIT:-unknown}
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+PY=${PY:-python3}
+log() { echo "[$(date +%T)] $*" | tee -a "$OUT/gpu_check.log"; }
+{ nvidia-smi 2>&1 || true; $PY -c "import torch; print('torch', torch.__version__)"; } > "$OUT/machine.txt"
+# the latent caches, built once before anything reads them (pytest-xdist workers would each build their own)
+COURSE_FAST=1 $PY -c "from course_utils.latents import SPLITS, load_latents; [load_latents(s) for s in SPLITS]"
+
+for stage in "$@"; do
+  start=$(date +%s)
+  log "stage $stage: start"
+  case $stage in
+    recipe)
+      $PY -m course_utils.retrain mmdit ${RECIPE_STEPS:+--steps $RECIPE_STEPS} --out "$OUT/mmdit-gpu" \
+        > "$OUT/recipe_train.log" 2>&1 &&
+      rm -f "$OUT/mmdit-gpu/snapshot.pt" &&  # weights, EMA and optimizer: too large to bring back, not needed
+      $PY -c "import json, sys; from pathlib import Path; from course_utils.binding import recipe_result
+result = recipe_result(Path(sys.argv[1]), n=int(sys.argv[2]))
+Path(sys.argv[3]).write_text(json.dumps(result, indent=1))" "$OUT/mmdit-gpu" "${RECIPE_N:-500}" \
+        "$OUT/mmdit_gpu_recipe.json" > "$OUT/recipe_score.log" 2>&1
+      ;;
+    notebooks)
+      mkdir -p "$OUT/notebooks"
+      for nb in ${NOTEBOOKS:-00_start_here 01_receptive_fields 02_unet 03_patchify_vit 04_dit_adaln 05_rope \
+                 06_mmdit 07_scaling gallery}; do
+        t0=$(date +%s)
+        COURSE_FAST=${COURSE_FAST:-0} $PY -c "import sys, nbformat, nbclient
+nb = nbformat.read(sys.argv[1], 4)
+try:
+    nbclient.NotebookClient(nb, timeout=1800, resources={'metadata': {'path': 'notebooks'}}).execute()
+finally:
+    nbformat.write(nb, sys.argv[2])" "notebooks/$nb.ipynb" "$OUT/notebooks/$nb.ipynb" > "$OUT/notebooks/$nb.log" 2>&1
+        printf '%s\trc=%s\tseconds=%s\n' "$nb" $? $(( $(date +%s) - t0 )) >> "$OUT/notebook_seconds.tsv"
+      done
+      ;;
+    suite)
+      COURSE_FAST=1 $PY -m pytest -n 8 --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20 \
+        --junitxml "$OUT/suite.xml" tests notebooks > "$OUT/suite.log" 2>&1
+      ;;
+    benchmark)
+      $PY scripts/benchmark.py > "$OUT/benchmark.txt" 2>&1
+      ;;
+    *)
+      log "unknown stage $stage (stages: recipe notebooks suite benchmark)"; exit 2
+      ;;
+  esac
+  rc=$?
+  log "stage $stage: rc=$rc after $(( $(date +%s) - start )) s"
+done
