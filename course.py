@@ -6,7 +6,8 @@
     python3 course.py gallery   serve every explorer on one page without code (Voila, on 127.0.0.1), for lecturing
 
 Extra arguments after `test` go to pytest (e.g. `python3 course.py test -k tokenizer`), after `gallery` to Voila
-(e.g. `python3 course.py gallery --port=9000`).
+(e.g. `python3 course.py gallery --port=9000`). The tests run in up to 4 processes (pytest-xdist, one per core, each
+test file in one process); `python3 course.py test -n 0` runs them in one.
 The first install picks the torch build: on Linux without an NVIDIA driver the CPU build from PyTorch's CPU index,
 elsewhere the default one from PyPI. Env TORCH_INDEX_URL overrides (an index URL from pytorch.org's selector).
 """
@@ -96,6 +97,18 @@ def has_display(platform, env):
     return not platform.startswith("linux") or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
+def test_command(python, cpus, env, extra=()):
+    """The pytest command line and its environment: FAST mode, and on a machine with several cores one worker per
+    core (at most 4), each test file in one worker (a notebook's cells share a kernel), each worker on cores / workers
+    torch threads unless OMP_NUM_THREADS is set. `extra` goes last (e.g. -n 0: one process)."""
+    env = {**env, "COURSE_FAST": "1"}
+    workers = min(cpus, 4)
+    parallel = ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+    if parallel:
+        env.setdefault("OMP_NUM_THREADS", str(cpus // workers))
+    return [python, "-m", "pytest", *parallel, *PYTEST_ARGS, *extra], env
+
+
 def run(*cmd, env=None):
     print("+", " ".join(str(c) for c in cmd), flush=True)
     return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
@@ -140,8 +153,8 @@ def main():
         for note in notes:
             print(note, flush=True)
         sys.exit(run(*cmd))
-    env = {**os.environ, "COURSE_FAST": "1"}
-    sys.exit(run(PYTHON, "-m", "pytest", *PYTEST_ARGS, *sys.argv[2:], env=env))
+    cmd, env = test_command(PYTHON, os.cpu_count() or 1, os.environ, sys.argv[2:])
+    sys.exit(run(*cmd, env=env))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The latent dataset every lesson trains on: Shapes images encoded once by the VAE, then cached.
 
 A split is built on first use (render, encode, tokenize) and cached in data/cache/ beside a JSON
-manifest that records how it was built and the file's sha256. Files are written atomically; a corrupt,
-partial or stale cache (other VAE, other recipe) is detected on load and rebuilt.
+manifest that records how it was built and the file's sha256. Files are written atomically, under a file lock that
+makes processes wanting the same split at once build it once; a corrupt, partial or stale cache (other VAE, other
+recipe) is detected on load and rebuilt.
 """
 
 import json
@@ -12,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from .checkpoint import SHIPPED, sha256_file, shipped_sums, write_atomic
@@ -150,8 +152,10 @@ def load_latents(split: str = "train", verbose: bool = True) -> LatentDataset:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; the splits are {sorted(SPLITS)}.")
     data_path, manifest_path = _paths(split)
-    status = cache_status(split)
-    if status != "ok":
+    with FileLock(f"{data_path}.lock"):  # processes that want a missing split at once (test workers, two
+        status = cache_status(split)  # notebooks) build it once: the others wait, then load it
+        if status == "ok":
+            return LatentDataset.from_file(torch.load(data_path, weights_only=True))
         n, seed, size, shares = SPLITS[split]
         if verbose:
             print(f"building the {split} latents ({n:,} images; cache {status}) ...", flush=True)
@@ -162,7 +166,6 @@ def load_latents(split: str = "train", verbose: bool = True) -> LatentDataset:
         manifest = {"recipe": _recipe(split), "sha256": sha256_file(data_path), "seconds": seconds}
         write_atomic(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
         return ds
-    return LatentDataset.from_file(torch.load(data_path, weights_only=True))
 
 
 def mode_sample_weights(scenes: torch.Tensor, mode_weights: dict) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """course.py's commands, without installing or starting anything: which torch build the first install
-takes on each platform and driver state, the JupyterLab and Voila command lines as root and without a display, and
-the closing note of a test run whose browser tests skipped."""
+takes on each platform and driver state, the JupyterLab and Voila command lines as root and without a display, the
+test command's workers, and the closing note of a test run whose browser tests skipped."""
 
 import importlib.util
 from pathlib import Path
@@ -115,6 +115,18 @@ def test_gallery_command_without_a_display_starts_no_browser_and_says_to_open_th
 def test_gallery_command_passes_extra_arguments_last_and_lets_them_replace_a_default():
     cmd, _ = course.gallery_command("py", has_display=True, extra=["--port=9000", "--Voila.ip=0.0.0.0"])
     assert cmd == [*GALLERY[:4], "--strip_sources=True", "--port=9000", "--Voila.ip=0.0.0.0"]
+
+
+@pytest.mark.parametrize("cpus, workers, threads", [(2, "2", "1"), (4, "4", "1"), (16, "4", "4")])
+def test_test_command_runs_one_worker_per_core_and_keeps_each_file_in_one(cpus, workers, threads):
+    cmd, env = course.test_command("py", cpus, {"PATH": "/bin"}, ["-k", "x"])
+    assert cmd == ["py", "-m", "pytest", "-n", workers, "--dist", "loadfile", *course.PYTEST_ARGS, "-k", "x"]
+    assert env == {"PATH": "/bin", "COURSE_FAST": "1", "OMP_NUM_THREADS": threads}
+
+
+def test_test_command_on_one_core_runs_one_process_and_keeps_a_set_thread_count():
+    assert course.test_command("py", 1, {}) == (["py", "-m", "pytest", *course.PYTEST_ARGS], {"COURSE_FAST": "1"})
+    assert course.test_command("py", 2, {"OMP_NUM_THREADS": "3"})[1]["OMP_NUM_THREADS"] == "3"
 
 
 @pytest.fixture

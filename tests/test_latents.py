@@ -1,4 +1,6 @@
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -32,6 +34,21 @@ def test_build_then_load_from_cache(tiny_split, monkeypatch):
     cached = load_latents(tiny_split, verbose=False)
     assert torch.equal(cached.latents, built.latents) and cached.captions == built.captions
     assert cached.records == built.records
+
+
+def test_a_missing_split_wanted_twice_at_once_is_built_once(tiny_split, monkeypatch):
+    """Two threads stand in for two processes: the file lock is an OS lock on its own open file in each call."""
+    built, real_build = [], latents_mod.build_latents
+
+    def slow_build(*args, **kwargs):
+        built.append(args)
+        time.sleep(0.5)  # the other caller arrives while this one builds
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(latents_mod, "build_latents", slow_build)
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: load_latents(tiny_split, verbose=False), range(2))
+    assert len(built) == 1 and torch.equal(first.latents, second.latents) and first.captions == second.captions
 
 
 def test_building_is_deterministic(tiny_split):
