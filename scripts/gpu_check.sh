@@ -10,11 +10,16 @@
 #              mode at CFG 2 and 3 into $OUT/mmdit_gpu_recipe.json (commit it as data/results/; issue 22)
 #   notebooks  every notebook top to bottom in full mode, one at a time; $OUT/notebooks/NAME.ipynb (executed) and
 #              one line per notebook in $OUT/notebook_seconds.tsv: the README's "minutes on one GPU" column
-#   suite      the FAST suite with COURSE_DEVICE=cuda on 8 pytest-xdist workers: $OUT/suite.log, $OUT/suite.xml
+#   suite      the FAST suite with COURSE_DEVICE=cuda on 8 pytest-xdist workers, each test file (so each notebook)
+#              in one worker: $OUT/suite.log, $OUT/suite.xml
 #   benchmark  scripts/benchmark.py: $OUT/benchmark.txt
 #
-# A dry run on the CPU checks the mechanics: OUT=/tmp/g COURSE_DEVICE=cpu COURSE_FAST=1 RECIPE_STEPS=1
-# NOTEBOOKS=00_start_here RECIPE_N=4 bash scripts/gpu_check.sh recipe notebooks
+# With 15 minutes of device time (starts included), the course on CUDA comes first: one call of `notebooks suite`,
+# then, if time is left, one of `recipe benchmark`. A stage cut off by the call's limit loses only what it had not
+# written yet (each notebook is written when it ends).
+#
+# A dry run on the CPU checks the mechanics: OUT=/tmp/g COURSE_DEVICE=cpu COURSE_FAST=1 RECIPE_STEPS=1 RECIPE_N=4
+# NOTEBOOKS=00_start_here SUITE_PATHS=tests/test_adaln.py bash scripts/gpu_check.sh recipe notebooks suite
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder whose files come back}"
@@ -57,8 +62,8 @@ finally:
       done
       ;;
     suite)
-      COURSE_FAST=1 $PY -m pytest -n 8 --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20 \
-        --junitxml "$OUT/suite.xml" tests notebooks > "$OUT/suite.log" 2>&1
+      COURSE_FAST=1 OMP_NUM_THREADS=2 $PY -m pytest -n 8 --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20 \
+        --junitxml "$OUT/suite.xml" ${SUITE_PATHS:-tests notebooks} > "$OUT/suite.log" 2>&1
       ;;
     benchmark)
       $PY scripts/benchmark.py > "$OUT/benchmark.txt" 2>&1
