@@ -3,7 +3,7 @@
 # no package index (../shared/gpu/README.md). Each stage writes into $OUT as soon as it has something, so a call cut
 # off at its limit keeps what it finished.
 #
-# Here, once:  ../shared/gpu/fetch-wheels.sh .whl     (untracked, so the wheels travel with the working tree)
+# Here, once:  ../shared/gpu/fetch-wheels.sh .whl && echo /.whl/ >> .git/info/exclude   (then carry: [".whl"])
 # There:       COURSE_COMMIT=<short hash> bash scripts/gpu_check.sh STAGE...     (the copy there has no .git)
 #
 #   recipe     retrain the MMDiT with its large-batch recipe into $OUT/mmdit-gpu, then score it on 500 captions per
