@@ -6,8 +6,8 @@
     python3 course.py gallery   serve every explorer on one page without code (Voila, on 127.0.0.1), for lecturing
 
 Extra arguments after `test` go to pytest (e.g. `python3 course.py test -k tokenizer`), after `gallery` to Voila
-(e.g. `python3 course.py gallery --port=9000`). The tests run in up to 4 processes (pytest-xdist, one per core, each
-test file in one process); `python3 course.py test -n 0` runs them in one.
+(e.g. `python3 course.py gallery --port=9000`). The whole suite runs in up to 4 processes (pytest-xdist, one per
+core, each test file in one process); a run given extra arguments runs in one process unless they say `-n N`.
 The first install picks the torch build: on Linux without an NVIDIA driver the CPU build from PyTorch's CPU index,
 elsewhere the default one from PyPI. Env TORCH_INDEX_URL overrides (an index URL from pytorch.org's selector).
 """
@@ -98,12 +98,13 @@ def has_display(platform, env):
 
 
 def test_command(python, cpus, env, extra=()):
-    """The pytest command line and its environment: FAST mode, and on a machine with several cores one worker per
-    core (at most 4), each test file in one worker (a notebook's cells share a kernel), each worker on cores / workers
-    torch threads unless OMP_NUM_THREADS is set. `extra` goes last (e.g. -n 0: one process)."""
+    """The pytest command line and its environment: FAST mode; for the whole suite (no `extra` arguments) on a machine
+    with several cores, one worker per core (at most 4), each test file in one worker (a notebook's cells share a
+    kernel), each worker on cores / workers torch threads unless OMP_NUM_THREADS is set. A selection (`extra`, e.g.
+    -k tokenizer) runs in one process: starting workers would cost more than it saves."""
     env = {**env, "COURSE_FAST": "1"}
-    workers = min(cpus, 4)
-    parallel = ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+    workers = 1 if extra else min(cpus, 4)
+    parallel = ["-n", str(workers)] if workers > 1 else []  # pyproject's addopts: --dist loadfile
     if parallel:
         env.setdefault("OMP_NUM_THREADS", str(cpus // workers))
     return [python, "-m", "pytest", *parallel, *PYTEST_ARGS, *extra], env

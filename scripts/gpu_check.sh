@@ -62,7 +62,7 @@ finally:
       done
       ;;
     suite)
-      COURSE_FAST=1 OMP_NUM_THREADS=2 $PY -m pytest -n 8 --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20 \
+      COURSE_FAST=1 OMP_NUM_THREADS=2 $PY -m pytest -n 8 --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20 \
         --junitxml "$OUT/suite.xml" ${SUITE_PATHS:-tests notebooks} > "$OUT/suite.log" 2>&1
       ;;
     benchmark)

@@ -118,15 +118,17 @@ def test_gallery_command_passes_extra_arguments_last_and_lets_them_replace_a_def
 
 
 @pytest.mark.parametrize("cpus, workers, threads", [(2, "2", "1"), (4, "4", "1"), (16, "4", "4")])
-def test_test_command_runs_one_worker_per_core_and_keeps_each_file_in_one(cpus, workers, threads):
-    cmd, env = course.test_command("py", cpus, {"PATH": "/bin"}, ["-k", "x"])
-    assert cmd == ["py", "-m", "pytest", "-n", workers, "--dist", "loadfile", *course.PYTEST_ARGS, "-k", "x"]
+def test_the_whole_suite_runs_one_worker_per_core_and_keeps_each_file_in_one(cpus, workers, threads):
+    cmd, env = course.test_command("py", cpus, {"PATH": "/bin"})
+    assert cmd == ["py", "-m", "pytest", "-n", workers, *course.PYTEST_ARGS]
     assert env == {"PATH": "/bin", "COURSE_FAST": "1", "OMP_NUM_THREADS": threads}
+    assert course.test_command("py", cpus, {"OMP_NUM_THREADS": "3"})[1]["OMP_NUM_THREADS"] == "3"  # set: kept
 
 
-def test_test_command_on_one_core_runs_one_process_and_keeps_a_set_thread_count():
-    assert course.test_command("py", 1, {}) == (["py", "-m", "pytest", *course.PYTEST_ARGS], {"COURSE_FAST": "1"})
-    assert course.test_command("py", 2, {"OMP_NUM_THREADS": "3"})[1]["OMP_NUM_THREADS"] == "3"
+def test_a_selection_or_one_core_runs_in_one_process():
+    one = ["py", "-m", "pytest", *course.PYTEST_ARGS]
+    assert course.test_command("py", 16, {}, ["-k", "x"]) == ([*one, "-k", "x"], {"COURSE_FAST": "1"})
+    assert course.test_command("py", 1, {}) == (one, {"COURSE_FAST": "1"})
 
 
 @pytest.fixture
