@@ -46,6 +46,8 @@ FUNNEL = {"two objects": "two_objects", "colours": "colours_right", "shapes": "s
           "relation": "adherence_two"}  # two_object_funnel's stages -> metric names of the result
 RECIPE_CLAIM = ("On one GPU the MMDiT recipe (4.6 M samples at batch 1024) learns two-object binding in minutes: "
                 "at least 88% two-object and 99% single-object adherence at CFG at most 3.")
+RECIPE_AIMS = {"adherence_two": 0.88, "adherence_single": 0.99}  # issue 22's aims, at some CFG of CFG_FINAL,
+RECIPE_TRAIN_SECONDS = 180  # in at most 3 minutes of training on one H100
 CLAIM = ("Two-object binding is learned late: the MMDiT's two-object adherence rises long after its single-object "
          "one; the per-token text stream, not the pooled caption, carries the binding.")
 
@@ -209,7 +211,9 @@ def retrain_command(settings: dict, processes: int, run: Path) -> str:
 
 def recipe_result(run: Path, n: int = N_FINAL) -> dict:
     """The mmdit_gpu_recipe result: a finished MMDiT retrain run (RUN/run.json, report.json, mmdit.pt) as it was
-    made, and its scores on n held-out captions per mode at each of CFG_FINAL (variants "cfg 2", "cfg 3")."""
+    made, its scores on n held-out captions per mode at each of CFG_FINAL (variants "cfg 2", "cfg 3"), and which of
+    issue 22's aims it meets ("aims": per CFG, each adherence at least its RECIPE_AIMS; the run's seconds at most
+    RECIPE_TRAIN_SECONDS)."""
     if not (run / "report.json").is_file():
         raise FileNotFoundError(f"no report.json in {run}: recipe_result takes the folder of a finished retrain run.")
     settings, report = (json.loads((run / f).read_text()) for f in ("run.json", "report.json"))
@@ -230,6 +234,9 @@ def recipe_result(run: Path, n: int = N_FINAL) -> dict:
     result = new_result("mmdit_gpu_recipe", RECIPE_CLAIM, ("adherence_two", "cfg 3", "cfg 2"), command, device,
                         budget, variants)
     result["commit"] = report.get("commit", result["commit"])  # the commit that trained it
+    result["aims"] = {**{cfg: {m: entry["metrics"][m][0] >= aim for m, aim in RECIPE_AIMS.items()}
+                         for cfg, entry in variants.items()},
+                      "train_seconds": report["seconds"] <= RECIPE_TRAIN_SECONDS}
     result["seconds"], result["complete"] = round(report["seconds"] + time.time() - start, 1), True
     return result
 

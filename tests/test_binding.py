@@ -147,7 +147,10 @@ def test_recipe_result_records_a_finished_retrain_run_and_its_scores(tmp_path):
     assert result["seconds"] >= budget["train_seconds"] > 0
     vae, judge, model = load_vae(), load_judge(), load_model(run / "mmdit.pt")
     for cfg in (2.0, 3.0):  # the scores of the run's checkpoint, as measured on their own
-        assert {k: v[0] for k, v in result["variants"][f"cfg {cfg:g}"]["metrics"].items()} == scores(
-            model, 4, cfg, vae, judge)
+        measured = scores(model, 4, cfg, vae, judge)
+        assert {k: v[0] for k, v in result["variants"][f"cfg {cfg:g}"]["metrics"].items()} == measured
+        assert result["aims"][f"cfg {cfg:g}"] == {"adherence_two": measured["adherence_two"] >= 0.88,
+                                                  "adherence_single": measured["adherence_single"] >= 0.99}
+    assert result["aims"]["train_seconds"] == (budget["train_seconds"] <= 180)
     with pytest.raises(FileNotFoundError, match="no report.json in .* folder of a finished retrain run"):
         recipe_result(tmp_path)
