@@ -13,9 +13,10 @@
 #   suite      the FAST suite with COURSE_DEVICE=cuda on 8 pytest-xdist workers, each test file (so each notebook)
 #              in one worker: $OUT/suite.log, $OUT/suite.xml
 #   benchmark  scripts/benchmark.py: $OUT/benchmark.txt
+#   nccl       a one-process NCCL smoke test: torchrun --nproc-per-node 1, 20 MMDiT steps, into $OUT/nccl (the report)
 #
 # With 15 minutes of device time (starts included), the course on CUDA comes first: one call of `notebooks suite`,
-# then, if time is left, one of `recipe benchmark`. A stage cut off by the call's limit loses only what it had not
+# then, if time is left, one of `recipe nccl benchmark`. A stage cut off by the call's limit loses only what it had not
 # written yet (each notebook is written when it ends).
 #
 # A dry run on the CPU checks the mechanics: OUT=/tmp/g COURSE_DEVICE=cpu COURSE_FAST=1 RECIPE_STEPS=1 RECIPE_N=4
@@ -24,15 +25,19 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder whose files come back}"
 export COURSE_DEVICE=${COURSE_DEVICE:-cuda} COURSE_COMMIT=${COURSE_COMMIT:-unknown}
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-fi
 PY=${PY:-python3}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # the course, for the notebooks' kernels too (no install there)
+if ! $PY -c "import nbclient, nbval, ipywidgets" 2>/dev/null; then  # the GPU machine: the notebook runner is missing
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/gpu_check.log"; }
 { nvidia-smi 2>&1 || true; $PY -c "import torch; print('torch', torch.__version__)"; } > "$OUT/machine.txt"
-# the latent caches, built once before anything reads them (pytest-xdist workers would each build their own)
-COURSE_FAST=1 $PY -c "from course_utils.latents import SPLITS, load_latents; [load_latents(s) for s in SPLITS]"
+# the latent caches (FAST's cuts and the full splits), built up front with the whole machine (a test worker would
+# build one on its share of the threads, its notebook's timing would include it)
+for fast in 1 0; do
+  COURSE_FAST=$fast $PY -c "from course_utils.latents import SPLITS, load_latents; [load_latents(s) for s in SPLITS]"
+done
 
 for stage in "$@"; do
   start=$(date +%s)
@@ -68,8 +73,12 @@ finally:
     benchmark)
       $PY scripts/benchmark.py > "$OUT/benchmark.txt" 2>&1
       ;;
+    nccl)
+      $PY -m torch.distributed.run --standalone --nproc-per-node 1 -m course_utils.retrain mmdit --steps 20 \
+        --out "$OUT/nccl" > "$OUT/nccl.log" 2>&1 && rm -f "$OUT/nccl/snapshot.pt" "$OUT/nccl/mmdit.pt"
+      ;;
     *)
-      log "unknown stage $stage (stages: recipe notebooks suite benchmark)"; exit 2
+      log "unknown stage $stage (stages: recipe notebooks suite benchmark nccl)"; exit 2
       ;;
   esac
   rc=$?
