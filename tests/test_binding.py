@@ -14,6 +14,7 @@ from course_utils.binding import (
     swap_colours,
 )
 from course_utils.checkpoint import load_model
+from course_utils.config import get_device
 from course_utils.data import Tokenizer, caption_for, render_shapes
 from course_utils.dit import dit_small
 from course_utils.judge import load_judge
@@ -139,13 +140,14 @@ def test_recipe_result_records_a_finished_retrain_run_and_its_scores(tmp_path):
     run = tmp_path / "run"
     retrain(["mmdit", "--steps", "1", "--batch-size", "8", "--out", str(run)])
     result = check_result(recipe_result(run, n=4))
-    assert result["name"] == "mmdit_gpu_recipe" and result["complete"] and result["device"] == "cpu"
+    assert result["name"] == "mmdit_gpu_recipe" and result["complete"]
+    assert result["device"].startswith(str(get_device()))  # on CUDA with the GPU's name after it
     assert result["command"] == (f"python -m course_utils.retrain mmdit --steps 1 --seed 0 --batch-size 8 --out {run}"
                                  f" && python -m course_utils.binding {run} --recipe")
     budget = result["budget"]
     assert (budget["steps"], budget["batch_size"], budget["samples"], budget["n_eval"]) == (1, 8, 8, 4)
     assert result["seconds"] >= budget["train_seconds"] > 0
-    vae, judge, model = load_vae(), load_judge(), load_model(run / "mmdit.pt")
+    vae, judge, model = load_vae(), load_judge(), load_model(run / "mmdit.pt").to(get_device())
     for cfg in (2.0, 3.0):  # the scores of the run's checkpoint, as measured on their own
         measured = scores(model, 4, cfg, vae, judge)
         assert {k: v[0] for k, v in result["variants"][f"cfg {cfg:g}"]["metrics"].items()} == measured
