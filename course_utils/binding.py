@@ -39,6 +39,7 @@ from .judge import load_judge, read_scenes, scene_objects
 from .metrics import evaluate, matches_record, two_object_funnel
 from .mmdit import MMDiT, mmdit_small
 from .results import new_result, ship_result
+from .retrain import retrain_command
 from .vae import load_vae
 
 N_CURVE, N_FINAL, CFG_FINAL = 200, 500, (2.0, 3.0)
@@ -198,15 +199,6 @@ def learning_curve(run: Path, before: str = None) -> dict:
     print(f"binding source, shipped model: {result['binding_source']}")
     result["seconds"], result["complete"] = round(time.time() - start, 1), True
     return result
-
-
-def retrain_command(settings: dict, processes: int, run: Path) -> str:
-    """The retrain command line that made a run folder, from its run.json settings."""
-    launcher = f"torchrun --nproc-per-node {processes}" if processes > 1 else "python"
-    flags = [f"--{key.replace('_', '-')} {settings[key]}" for key in ("steps", "seed", "batch_size", "lr")
-             if settings.get(key) is not None]
-    flags += [f"--{key.replace('_', '-')}" for key in ("compile", "gpu_recipe") if settings.get(key)]
-    return " ".join([f"{launcher} -m course_utils.retrain {settings['name']}", *flags, f"--out {run}"])
 
 
 def recipe_result(run: Path, n: int = N_FINAL) -> dict:

@@ -156,6 +156,15 @@ def run(name: str, steps: int, seed: int, out: Path, batch_size: int = None, com
     return report, model
 
 
+def retrain_command(settings: dict, processes: int, run: Path) -> str:
+    """The command line that made a run folder, from its run.json settings (the inverse of `main`'s parsing)."""
+    launcher = f"torchrun --nproc-per-node {processes}" if processes > 1 else "python"
+    flags = [f"--{key.replace('_', '-')} {settings[key]}" for key in ("steps", "seed", "batch_size", "lr")
+             if settings.get(key) is not None]
+    flags += [f"--{key.replace('_', '-')}" for key in ("compile", "gpu_recipe") if settings.get(key)]
+    return " ".join([f"{launcher} -m course_utils.retrain {settings['name']}", *flags, f"--out {run}"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Retrain a file the course ships in data/.")
     parser.add_argument("name", choices=list(SHIPPED))

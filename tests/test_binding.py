@@ -9,7 +9,6 @@ from course_utils.binding import (
     binding_source,
     pooled_from,
     recipe_result,
-    retrain_command,
     scores,
     swap_colours,
 )
@@ -124,16 +123,6 @@ def test_binding_source_reports_shares_that_cannot_both_hold():
     assert all(0 <= out[k] <= 1 for k in ("plain", "tokens", "pooled"))
     assert out["tokens"] + out["pooled"] <= 1  # no image shows both bindings
     assert model.text_encoder.__class__.__name__ == "TextEncoder"
-
-
-def test_retrain_command_gives_back_the_command_line_of_a_run():
-    settings = {"name": "mmdit", "steps": None, "seed": 0, "batch_size": 1024, "compile": True, "lr": None,
-                "gpu_recipe": False}
-    assert retrain_command(settings, 1, "runs/x") == (
-        "python -m course_utils.retrain mmdit --seed 0 --batch-size 1024 --compile --out runs/x")
-    assert retrain_command({**settings, "steps": 9, "compile": False, "gpu_recipe": True}, 4, "o") == (
-        "torchrun --nproc-per-node 4 -m course_utils.retrain mmdit --steps 9 --seed 0 --batch-size 1024 "
-        "--gpu-recipe --out o")
 
 
 def test_recipe_result_records_a_finished_retrain_run_and_its_scores(tmp_path):

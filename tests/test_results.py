@@ -1,4 +1,5 @@
 import json
+import subprocess
 
 import pytest
 
@@ -98,8 +99,6 @@ def test_the_readme_states_each_shipped_claims_status_as_its_result_gives_it():
 
 
 def test_git_commit_is_the_checkouts_and_outside_one_the_environments(tmp_path, monkeypatch):
-    import subprocess
-
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           cwd=results.REPO_DIR).stdout.strip()
     monkeypatch.setenv("COURSE_COMMIT", "abc1234")

@@ -14,7 +14,7 @@ import torch
 
 from course_utils.checkpoint import load_model, sha256_file
 from course_utils.config import DATA_DIR
-from course_utils.retrain import RECIPES, adherence_check, denoiser_run
+from course_utils.retrain import RECIPES, adherence_check, denoiser_run, retrain_command
 from course_utils.unet import unet_small
 
 
@@ -137,3 +137,13 @@ def test_lr_must_be_positive_and_finite(data_copy):
     for lr in ("-1", "inf"):
         run = retrain("judge", "--steps", "2", "--lr", lr, data=data_copy)
         assert run.returncode == 2 and "--lr must be a positive, finite learning rate" in run.stderr, lr
+
+
+def test_retrain_command_gives_back_the_command_line_of_a_run():
+    settings = {"name": "mmdit", "steps": None, "seed": 0, "batch_size": 1024, "compile": True, "lr": None,
+                "gpu_recipe": False}
+    assert retrain_command(settings, 1, "runs/x") == (
+        "python -m course_utils.retrain mmdit --seed 0 --batch-size 1024 --compile --out runs/x")
+    assert retrain_command({**settings, "steps": 9, "compile": False, "gpu_recipe": True}, 4, "o") == (
+        "torchrun --nproc-per-node 4 -m course_utils.retrain mmdit --steps 9 --seed 0 --batch-size 1024 "
+        "--gpu-recipe --out o")
