@@ -28,7 +28,7 @@ PAIRS = {"colour": ("red", "blue"), "shape": ("circle", "square"), "size": ("sma
 TIMES = (0.04, 0.25, 0.5, 0.75, 0.96)  # where along the path the ranking is read
 SCALES = {"fast": {"seeds": (0,), "n_prompts": 8, "n_contexts": 8},  # n_prompts per word pair, condition and seed
           "lesson": {"seeds": (0, 1), "n_prompts": 100, "n_contexts": 32},
-          "reference": {"seeds": (0, 1, 2), "n_prompts": 200, "n_contexts": 64}}
+          "reference": {"seeds": (0, 1, 2, 3, 4), "n_prompts": 200, "n_contexts": 64}}
 K, STEPS, CFG_SCALE, MODEL = 16, 25, 2.0, "dit"
 CONDITIONS = ("caption_a", "random_k", "top_k", "caption_b")
 CONTEXT_SEED = SEEDS["examples"] + 5_000  # the ranking's caption contexts, apart from the evaluation's prompts
