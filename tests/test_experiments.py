@@ -34,7 +34,7 @@ def test_the_reference_scale_follows_the_protocol():
 
 def test_a_cpu_reference_states_its_own_budget():
     assert experiments.cpu_reference_note(COMPARISONS["scaling"]).startswith(
-        "CPU-only reference: 5x the lesson's steps, 3 seeds")
+        "CPU-only reference: 5x the lesson's steps, 5 seeds")
     assert "2.5x the lesson's steps" in experiments.cpu_reference_note(COMPARISONS["inductive_bias"])
 
 
