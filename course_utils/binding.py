@@ -17,6 +17,8 @@ training seconds, samples seen) with its scores on 500 captions per mode at CFG 
 
     python -m course_utils.retrain mmdit --out runs/mmdit-gpu        # on CUDA, the large-batch recipe
     python -m course_utils.binding runs/mmdit-gpu --recipe            # -> data/results/mmdit_gpu_recipe.json
+
+`--save FILE` writes the result there instead of shipping it (a GPU machine's copy brings back only its $OUT).
 """
 
 import argparse
@@ -38,7 +40,7 @@ from .flow import generate
 from .judge import load_judge, read_scenes, scene_objects
 from .metrics import evaluate, matches_record, two_object_funnel
 from .mmdit import MMDiT, mmdit_small
-from .results import new_result, ship_result
+from .results import new_result, save_result, ship_result
 from .retrain import retrain_command
 from .vae import load_vae
 
@@ -212,7 +214,7 @@ def recipe_result(run: Path, n: int = N_FINAL) -> dict:
     if report["name"] != "mmdit":
         raise ValueError(f"{run} holds a {report['name']} run; the recipe result is the MMDiT's.")
     vae, judge, start = load_vae(), load_judge(), time.time()
-    model = load_model(run / "mmdit.pt").to(get_device())
+    model = load_model(run / "mmdit.pt", get_device())
     variants = {}
     for cfg in CFG_FINAL:
         measured = scores(model, n, cfg, vae, judge)
@@ -239,8 +241,15 @@ def main(argv=None):
     parser.add_argument("run", type=Path, help="a retrain folder (with curve/snapshot-STEP.pt copies for the curve)")
     parser.add_argument("--before", default=None, help="git revision of the shipped model the run replaced")
     parser.add_argument("--recipe", action="store_true", help="record the finished run and score its model")
+    parser.add_argument("--n", type=int, default=N_FINAL, help="with --recipe: captions per mode (default 500)")
+    parser.add_argument("--save", type=Path, help="write the result to this file instead of shipping it into data/")
     args = parser.parse_args(argv)
-    print(ship_result(recipe_result(args.run) if args.recipe else learning_curve(args.run, args.before)))
+    result = recipe_result(args.run, args.n) if args.recipe else learning_curve(args.run, args.before)
+    if args.save:
+        save_result(result, args.save)
+        print(f"wrote {args.save}")
+    else:
+        print(ship_result(result))
 
 
 if __name__ == "__main__":

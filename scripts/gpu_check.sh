@@ -47,10 +47,8 @@ for stage in "$@"; do
       $PY -m course_utils.retrain mmdit ${RECIPE_STEPS:+--steps $RECIPE_STEPS} --out "$OUT/mmdit-gpu" \
         > "$OUT/recipe_train.log" 2>&1 &&
       rm -f "$OUT/mmdit-gpu/snapshot.pt" &&  # weights, EMA and optimizer: too large to bring back, not needed
-      $PY -c "import json, sys; from pathlib import Path; from course_utils.binding import recipe_result
-result = recipe_result(Path(sys.argv[1]), n=int(sys.argv[2]))
-Path(sys.argv[3]).write_text(json.dumps(result, indent=1))" "$OUT/mmdit-gpu" "${RECIPE_N:-500}" \
-        "$OUT/mmdit_gpu_recipe.json" > "$OUT/recipe_score.log" 2>&1
+      $PY -m course_utils.binding "$OUT/mmdit-gpu" --recipe --n "${RECIPE_N:-500}" \
+        --save "$OUT/mmdit_gpu_recipe.json" > "$OUT/recipe_score.log" 2>&1
       ;;
     notebooks)
       mkdir -p "$OUT/notebooks"
@@ -67,8 +65,9 @@ finally:
       done
       ;;
     suite)
-      COURSE_FAST=1 OMP_NUM_THREADS=2 $PY -m pytest -n 8 --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20 \
-        --junitxml "$OUT/suite.xml" ${SUITE_PATHS:-tests notebooks} > "$OUT/suite.log" 2>&1
+      options=$($PY -c "import course; print(*(a for a in course.PYTEST_ARGS if a not in ('tests', 'notebooks')))")
+      COURSE_FAST=1 OMP_NUM_THREADS=2 $PY -m pytest -n 8 $options -p no:cacheprovider --junitxml "$OUT/suite.xml" \
+        ${SUITE_PATHS:-tests notebooks} > "$OUT/suite.log" 2>&1  # course.py test's options, on 8 workers
       ;;
     benchmark)
       $PY scripts/benchmark.py > "$OUT/benchmark.txt" 2>&1

@@ -1,6 +1,8 @@
 """course_utils.binding: the colour swap, the pooled-vector transplant (against a forward pass written out with the
 other caption's pooled vector), the held-out two-object scenes, and the transplant measurement's bookkeeping."""
 
+import json
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from course_utils.binding import (
     scores,
     swap_colours,
 )
+from course_utils.binding import main as binding_main
 from course_utils.checkpoint import load_model
 from course_utils.config import get_device
 from course_utils.data import Tokenizer, caption_for, render_shapes
@@ -143,5 +146,8 @@ def test_recipe_result_records_a_finished_retrain_run_and_its_scores(tmp_path):
         assert result["aims"][f"cfg {cfg:g}"] == {"adherence_two": measured["adherence_two"] >= 0.88,
                                                   "adherence_single": measured["adherence_single"] >= 0.99}
     assert result["aims"]["train_seconds"] == (budget["train_seconds"] <= 180)
+    binding_main([str(run), "--recipe", "--n", "4", "--save", str(tmp_path / "recipe.json")])  # what gpu_check runs
+    saved = json.loads((tmp_path / "recipe.json").read_text())
+    assert saved["variants"] == result["variants"] and saved["budget"] == budget
     with pytest.raises(FileNotFoundError, match="no report.json in .* folder of a finished retrain run"):
         recipe_result(tmp_path)
