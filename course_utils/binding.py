@@ -223,7 +223,8 @@ def recipe_result(run: Path, n: int = N_FINAL) -> dict:
     budget = {"scale": "reference", "steps": report["steps"], "batch_size": report["batch_size"], "lr": report["lr"],
               "seeds": [report["seed"]], "n_eval": n, "sampling_steps": 25, "processes": report["processes"],
               "samples": report["steps"] * report["batch_size"], "train_seconds": report["seconds"]}
-    command = f"{retrain_command(settings, report['processes'], run)} && python -m course_utils.binding {run} --recipe"
+    scoring = f"python -m course_utils.binding {run} --recipe" + (f" --n {n}" if n != N_FINAL else "")
+    command = f"{retrain_command(settings, report['processes'], run)} && {scoring}"
     device = f"{report['device']} ({report['gpu']})" if "gpu" in report else report["device"]
     result = new_result("mmdit_gpu_recipe", RECIPE_CLAIM, ("adherence_two", "cfg 3", "cfg 2"), command, device,
                         budget, variants)

@@ -148,7 +148,7 @@ COMPARISONS = {
         variants={"with_skips": unet_small, "without_skips": partial(unet_small, skip=False)},
         key=("high_freq_error", "with_skips", "without_skips"),
         lesson=Scale(steps=600, seeds=(0, 1), n_eval=200),
-        reference=Scale(steps=1500, seeds=(0, 1, 2), n_eval=500),
+        reference=Scale(steps=3000, seeds=(0, 1, 2), n_eval=500),
         modes=("single",),
         cfg_scale=2.0,
         run=replace(LESSON_RUN, lr=2e-3),
@@ -165,7 +165,7 @@ COMPARISONS = {
         key=("val_loss", "mmdit", "in_context"),
         lesson=Scale(steps=300, seeds=(0, 1), n_eval=200),
         # seeds 3 and 4 were added later, as every reference that 3 seeds left inconclusive was grown to 5, once
-        reference=Scale(steps=750, seeds=(0, 1, 2, 3, 4), n_eval=500),
+        reference=Scale(steps=1500, seeds=(0, 1, 2, 3, 4), n_eval=500),
         notes={"model": "width 128, depth 4, 4 heads, patch 2, a 2-layer text encoder, adaLN-Zero from time + "
                         "pooled text, 2D axial RoPE and qk-norm in all three (course_utils.sd3_baselines)"},
     ),
@@ -220,7 +220,7 @@ COMPARISONS = {
         # 20 timed steps of batch 64 took 0.15 s (U-Net) and 0.18 s (DiT) each on one thread of a CPU busy with another
         # training run: 12 runs of 300 steps take at most about 10 minutes there, less on 2 free cores
         lesson=Scale(steps=300, seeds=(0, 1), n_eval=100),
-        reference=Scale(steps=750, seeds=(0, 1, 2), n_eval=500),
+        reference=Scale(steps=1500, seeds=(0, 1, 2), n_eval=500),
         modes=("single",),
         cfg_scale=2.0,
         train_sizes={f"{arch}_{size}": n for size, n in INDUCTIVE_BIAS_SIZES.items() for arch in ("unet", "dit")},
@@ -247,7 +247,7 @@ COMPARISONS = {
         # minutes on 2 free cores (the reference's 6 runs x 1,250 steps, 500 samples each: about 15 to 20). Seeds 3
         # and 4 were added later, as every reference that 3 seeds left inconclusive was grown to 5, once
         lesson=Scale(steps=500, seeds=(0, 1), n_eval=200),
-        reference=Scale(steps=1250, seeds=(0, 1, 2, 3, 4), n_eval=500),
+        reference=Scale(steps=2500, seeds=(0, 1, 2, 3, 4), n_eval=500),
         modes=(),
         cfg_scale=ARTIFACT_CFG,
         probes=("rope_artifacts",),

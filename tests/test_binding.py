@@ -135,7 +135,7 @@ def test_recipe_result_records_a_finished_retrain_run_and_its_scores(tmp_path):
     assert result["name"] == "mmdit_gpu_recipe" and result["complete"]
     assert result["device"].startswith(str(get_device()))  # on CUDA with the GPU's name after it
     assert result["command"] == (f"python -m course_utils.retrain mmdit --steps 1 --seed 0 --batch-size 8 --out {run}"
-                                 f" && python -m course_utils.binding {run} --recipe")
+                                 f" && python -m course_utils.binding {run} --recipe --n 4")
     budget = result["budget"]
     assert (budget["steps"], budget["batch_size"], budget["samples"], budget["n_eval"]) == (1, 8, 8, 4)
     assert result["seconds"] >= budget["train_seconds"] > 0

@@ -8,7 +8,7 @@ from course_utils import comparisons, experiments
 from course_utils.comparisons import COMPARISONS, Scale, get_comparison, scale_of
 from course_utils.config import SEEDS
 from course_utils.experiments import run_comparison, run_variant
-from course_utils.results import difference
+from course_utils.results import difference, load_result, same_runs
 
 TINY = Scale(steps=3, seeds=(0,), batch_size=8, n_eval=4, n_val=16)
 
@@ -33,9 +33,21 @@ def test_the_reference_scale_follows_the_protocol():
 
 
 def test_a_cpu_reference_states_its_own_budget():
-    assert experiments.cpu_reference_note(COMPARISONS["scaling"]).startswith(
-        "CPU-only reference: 5x the lesson's steps, 5 seeds")
-    assert "2.5x the lesson's steps" in experiments.cpu_reference_note(COMPARISONS["inductive_bias"])
+    assert experiments.cpu_reference_note(COMPARISONS["scaling"]) == "CPU-only reference: 5x the lesson's steps, 5 seeds"
+    assert experiments.cpu_reference_note(COMPARISONS["conditioning"]) == (
+        "CPU-only reference: 2.5x the lesson's steps, 5 seeds (below the 5x that DESIGN asks)")
+
+
+@pytest.mark.parametrize("name", sorted(COMPARISONS))
+def test_each_shipped_reference_ran_at_its_comparisons_reference_budget(name):
+    """A reference a notebook quotes is the one its comparison defines now: same steps, seeds, data, training and
+    probes, every variant at every seed, and a budget note that says so (a budget changed without a rerun fails)."""
+    comparison, shipped = COMPARISONS[name], load_result(name)
+    lent = experiments.lenders(comparison, "reference")
+    expected = experiments.budget_record(comparison, "reference", shipped["device"], lent)  # a CPU run's has a note
+    assert shipped["complete"] and same_runs(shipped["budget"], expected)
+    assert shipped["budget"]["seeds"] == expected["seeds"] and shipped["budget"].get("note") == expected.get("note")
+    assert {v: e["seeds"] for v, e in shipped["variants"].items()} == {v: expected["seeds"] for v in comparison.variants}
 
 
 def test_a_run_keeps_each_finished_seed_and_resumes_without_repeating_it(tmp_path, monkeypatch):
