@@ -31,7 +31,7 @@ from .results import difference, load_result, new_result, record_seed, same_runs
 from .train import train
 
 # A reference run on the CPU records its budget as a multiple of the lesson's steps (cpu_reference_note): DESIGN asks
-# at least 5x; two references still run 2.5x, the most that fit a session on 2 CPU cores when they were run.
+# at least 5x; conditioning still runs 2.5x, the most that fit a session on 2 CPU cores when it was run.
 MODE_SUFFIX = {"single": "single", "relation": "two", "pair": "pair"}  # evaluate's caption mode -> metric suffix
 
 
