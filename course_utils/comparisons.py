@@ -148,8 +148,7 @@ COMPARISONS = {
         variants={"with_skips": unet_small, "without_skips": partial(unet_small, skip=False)},
         key=("high_freq_error", "with_skips", "without_skips"),
         lesson=Scale(steps=600, seeds=(0, 1), n_eval=200),
-        # first run at 2.5x the lesson's steps, then at 5x as DESIGN asks: 6 runs x 3,000 steps, 500 samples each,
-        # took 23 minutes as two one-thread processes side by side on 2 cores
+        # the reference, 6 runs x 3,000 steps and 500 samples each: 23 minutes as two one-thread processes on 2 cores
         reference=Scale(steps=3000, seeds=(0, 1, 2), n_eval=500),
         modes=("single",),
         cfg_scale=2.0,
@@ -166,9 +165,8 @@ COMPARISONS = {
         variants={"in_context": in_context_small, "cross_attention": cross_small, "mmdit": mmdit_small},
         key=("val_loss", "mmdit", "in_context"),
         lesson=Scale(steps=300, seeds=(0, 1), n_eval=200),
-        # the reference first ran 2.5x the lesson's steps (seeds 3 and 4 added later, as to every reference that 3
-        # seeds left inconclusive), then 5x as DESIGN asks: 15 runs x 1,500 steps, 500 samples per mode each, took
-        # 55 minutes as two one-thread processes side by side on 2 cores
+        # the reference, 15 runs x 1,500 steps and 500 samples per mode each: 55 minutes as two one-thread processes
+        # on 2 cores
         reference=Scale(steps=1500, seeds=(0, 1, 2, 3, 4), n_eval=500),
         notes={"model": "width 128, depth 4, 4 heads, patch 2, a 2-layer text encoder, adaLN-Zero from time + "
                         "pooled text, 2D axial RoPE and qk-norm in all three (course_utils.sd3_baselines)"},
@@ -224,8 +222,7 @@ COMPARISONS = {
         # 20 timed steps of batch 64 took 0.15 s (U-Net) and 0.18 s (DiT) each on one thread of a CPU busy with another
         # training run: 12 runs of 300 steps take at most about 10 minutes there, less on 2 free cores
         lesson=Scale(steps=300, seeds=(0, 1), n_eval=100),
-        # first run at 2.5x the lesson's steps, then at 5x as DESIGN asks: 18 runs x 1,500 steps, 500 samples each,
-        # took 34 minutes as two one-thread processes side by side on 2 cores
+        # the reference, 18 runs x 1,500 steps and 500 samples each: 34 minutes as two one-thread processes on 2 cores
         reference=Scale(steps=1500, seeds=(0, 1, 2), n_eval=500),
         modes=("single",),
         cfg_scale=2.0,
@@ -250,9 +247,8 @@ COMPARISONS = {
         # trained as lesson 05's section 6 trains them, at 500 steps instead of its 1,000 so that the lesson fits:
         # 20 timed steps of batch 64 took 0.26 s each on one thread of a CPU busy with another training run (about
         # 0.1 s on 2 free cores), 50 samples at 64 px 6.4 s. 4 runs x 500 steps and 200 samples each: about 4 to 5
-        # minutes on 2 free cores. The reference first ran 2.5x the lesson's steps (seeds 3 and 4 added later, as to
-        # every reference that 3 seeds left inconclusive), then 5x as DESIGN asks: 10 runs x 2,500 steps, 500 samples
-        # each, took 29 minutes as two one-thread processes side by side on 2 cores
+        # minutes on 2 free cores; the reference, 10 runs x 2,500 steps and 500 samples each: 29 minutes as two
+        # one-thread processes on 2 cores
         lesson=Scale(steps=500, seeds=(0, 1), n_eval=200),
         reference=Scale(steps=2500, seeds=(0, 1, 2, 3, 4), n_eval=500),
         modes=(),

@@ -30,8 +30,8 @@ from .metrics import evaluate
 from .results import difference, load_result, new_result, record_seed, same_runs, ship_result, table, take_kept, verdict
 from .train import train
 
-# A reference run on the CPU records its budget as a multiple of the lesson's steps (cpu_reference_note): DESIGN asks
-# at least 5x; conditioning still runs 2.5x, the most that fit a session on 2 CPU cores when it was run.
+# A reference run on the CPU records its budget as a multiple of the lesson's steps (cpu_reference_note), and says so
+# where it is below the 5x that DESIGN asks.
 MODE_SUFFIX = {"single": "single", "relation": "two", "pair": "pair"}  # evaluate's caption mode -> metric suffix
 
 
