@@ -10,12 +10,10 @@ share of the batch, DDP averages the gradients, and rank 0 alone keeps the EMA, 
 import copy
 import math
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm.auto import tqdm
 
 from .checkpoint import write_atomic
@@ -342,22 +340,3 @@ def train(model, latents: torch.Tensor, cond=None, *, config: TrainConfig, val=N
     history.steps = steps
     return history
 
-
-class _OperatorCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.counts = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view:
-            self.counts[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
-
-
-def count_operators(fn) -> Counter:
-    """Run fn() and count the aten operators it dispatches that are not views, by name ("aten.mm": 12, ...).
-    Each is at least one kernel launch on a GPU; "aten._local_scalar_dense" counts host syncs (.item() and the like).
-    """
-    with _OperatorCounter() as counter:
-        fn()
-    return counter.counts

@@ -70,7 +70,8 @@ def loop(device: torch.device, batch_size: int, steps: int = 10):
     from dataclasses import replace
 
     from course_utils.mmdit import mmdit_small
-    from course_utils.train import MMDIT_RUN, count_operators, train
+    from course_utils.profiling import count_operators
+    from course_utils.train import MMDIT_RUN, train
 
     data = load_latents("train")
     cond, model = (data.ids, data.mask), mmdit_small().to(device)

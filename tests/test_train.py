@@ -8,12 +8,12 @@ import torch.nn as nn
 import course_utils.train as train_mod
 from course_utils.data import Tokenizer
 from course_utils.mmdit import mmdit_small
+from course_utils.profiling import count_operators
 from course_utils.train import (
     LESSON_RUN,
     MMDIT_RUN,
     SHIPPED_RUN,
     TrainConfig,
-    count_operators,
     lr_factor,
     scale_batch,
     train,
