@@ -136,8 +136,9 @@ COMPARISONS = {
         variants={name: partial(dit_small, name) for name in CONDITIONINGS},
         key=("val_loss", "adaln_zero", "in_context"),
         lesson=Scale(steps=400, seeds=(0, 1), n_eval=200),
-        # seeds 3 and 4 were added later: with 3 the key interval's end touched zero ([0.0001, 0.025])
-        reference=Scale(steps=1000, seeds=(0, 1, 2, 3, 4), n_eval=500),
+        # the reference, 20 runs x 2,000 steps and 500 samples per mode each: 69 minutes as two one-thread processes
+        # on 2 cores
+        reference=Scale(steps=2000, seeds=(0, 1, 2, 3, 4), n_eval=500),
         notes={"model": "DiT width 128, depth 6, 4 heads, patch 2 on 8x8 latents; each variant uses its own "
                         "mechanism in the final layer (adaLN for the modulated ones, LayerNorm for the others)"},
     ),
@@ -271,8 +272,8 @@ COMPARISONS = {
         # The middle size at patch 1 (64 tokens) against patch 4 (4 tokens): the paper's "same model, smaller patch",
         # at the largest compute ratio one size offers (patch 1 has 1.8% fewer parameters). The key is the validation
         # loss, not the paper's FID-like Frechet distance: at the budgets a CPU affords, one seed's Frechet distance
-        # swings 2-4x (the conditioning reference: 38.5, 56.3 and 158.5 for one variant at 1,000 steps) while the
-        # paired loss is tight; the Frechet distance is measured, fitted against Gflops and drawn all the same.
+        # swings several-fold (the conditioning reference: 12.6 to 75.7 over 5 seeds for one variant) while the paired
+        # loss is tight; the Frechet distance is measured, fitted against Gflops and drawn all the same.
         key=("val_loss", "w96d3_p1", "w96d3_p4"),
         # Timed with OMP_NUM_THREADS=1 under nice on 2 cores busy with another training run: a training step of batch
         # 64 took 10 (w64d2_p4) to 367 ms (w128d4_p1), 0.83 s for the whole grid and 0.35 s for the notebook's
