@@ -2,7 +2,7 @@
 
 Every operator that is not a view is at least one kernel launch on a GPU, so a training step whose operators are few
 keeps a GPU busy; "aten._local_scalar_dense" is a host sync (.item() and the like), which stalls it. Counted with a
-`TorchDispatchMode`, on any device (scripts/benchmark.py, tests/test_train.py).
+`TorchDispatchMode`, on any device.
 """
 
 from collections import Counter
@@ -22,9 +22,7 @@ class _OperatorCounter(TorchDispatchMode):
 
 
 def count_operators(fn) -> Counter:
-    """Run fn() and count the aten operators it dispatches that are not views, by name ("aten.mm": 12, ...).
-    Each is at least one kernel launch on a GPU; "aten._local_scalar_dense" counts host syncs (.item() and the like).
-    """
+    """Run fn() and count the aten operators it dispatches that are not views, by name ("aten.mm": 12, ...)."""
     with _OperatorCounter() as counter:
         fn()
     return counter.counts
