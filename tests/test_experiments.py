@@ -170,6 +170,25 @@ def test_one_variant_run_is_deterministic_and_measures_every_metric():
     assert first["curve"][-1] == [3, first["val_loss"]] and 0 <= first["adherence_two"] <= 1
 
 
+def test_conditioning_long_trains_conditionings_runs_on_and_its_curves_begin_as_that_reference_ended():
+    """Lesson 04 reads conditioning_long as the same runs trained twice as long: same builders, data, training,
+    modes, guidance and seeds, and a validation curve equal to conditioning's, value for value, up to 2,000 steps."""
+    short, long = COMPARISONS["conditioning"], COMPARISONS["conditioning_long"]
+    assert set(long.variants) < set(short.variants)
+    assert all(long.variants[v] is short.variants[v] for v in long.variants)
+    same = ("data", "run", "probes", "modes", "cfg_scale", "train_sizes")
+    assert all(getattr(long, name) == getattr(short, name) for name in same) and long.run.lr_decay == "constant"
+    assert long.reference == replace(short.reference, steps=2 * short.reference.steps)
+    shipped_short, shipped_long = load_result("conditioning"), load_result("conditioning_long")
+    for variant in long.variants:
+        assert shipped_short["variants"][variant]["seeds"] == shipped_long["variants"][variant]["seeds"]
+        for before, after in zip(shipped_short["variants"][variant]["metrics"]["curve"],
+                                 shipped_long["variants"][variant]["metrics"]["curve"], strict=True):
+            after = dict(map(tuple, after))
+            shared = [[step, loss] for step, loss in before if step in after]
+            assert len(shared) == 4 and all(after[step] == loss for step, loss in shared), variant
+
+
 def test_long_range_pits_a_unet_without_attention_against_a_dit_of_matched_size_and_compute():
     comparison = COMPARISONS["long_range"]
     models = {name: build() for name, build in comparison.variants.items()}
