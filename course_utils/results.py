@@ -1,5 +1,6 @@
 """Reading a comparison's result (the results schema of DESIGN, "Evidence: two scales"): load and check it, summarize
-each metric with its 95% interval, the paired difference of two variants, the claim's verdict, and text tables.
+each metric with its 95% interval, the paired difference of two variants (at the end and along the runs), the
+claim's verdict, and text tables.
 
 A result: {"name", "claim", "key": [metric, a, b], "command", "commit", "device", "seconds", "complete",
 "budget": {...}, "variants": {VARIANT: {"seeds": [...], "metrics": {METRIC: [one value per seed], "curve": ...}}}}.
@@ -152,17 +153,29 @@ def by_distance(result: dict) -> dict:
     return out
 
 
-def difference(result: dict, metric: str = None, a: str = None, b: str = None):
-    """The paired difference a - b of a metric over the shared seeds, with its 95% t interval (default: the key)."""
-    key_metric, key_a, key_b = result["key"]
-    metric, a, b = metric or key_metric, a or key_a, b or key_b
+def _by_shared_seed(result: dict, metric: str, a: str, b: str) -> tuple:
+    """The metric's per-seed values of variants a and b (default: the key's), over the seeds both ran, in one order."""
+    _, key_a, key_b = result["key"]
+    a, b = a or key_a, b or key_b
     for v in (a, b):
         if v not in result["variants"]:
             raise ValueError(f"variant {v!r} is not in this result; it has {', '.join(result['variants'])}.")
     va, vb = (result["variants"][v] for v in (a, b))
     shared = [s for s in va["seeds"] if s in vb["seeds"]]
-    pick = lambda entry: [entry["metrics"][metric][entry["seeds"].index(s)] for s in shared]  # noqa: E731
-    return paired_difference(pick(va), pick(vb))
+    return tuple([entry["metrics"][metric][entry["seeds"].index(s)] for s in shared] for entry in (va, vb))
+
+
+def difference(result: dict, metric: str = None, a: str = None, b: str = None):
+    """The paired difference a - b of a metric over the shared seeds, with its 95% t interval (default: the key)."""
+    return paired_difference(*_by_shared_seed(result, metric or result["key"][0], a, b))
+
+
+def curve_difference(result: dict, a: str = None, b: str = None) -> dict:
+    """{step: the paired difference a - b of the validation loss at that step of the runs, over the shared seeds,
+    with its 95% t interval} (default: the key's variants); at the last step it is `difference`'s final loss."""
+    curves_a, curves_b = ([dict(map(tuple, curve)) for curve in curves]
+                          for curves in _by_shared_seed(result, "curve", a, b))  # [{step: val loss}] per seed
+    return {step: paired_difference([c[step] for c in curves_a], [c[step] for c in curves_b]) for step in curves_a[0]}
 
 
 def verdict(result: dict, metric: str = None, a: str = None, b: str = None) -> str:

@@ -174,11 +174,10 @@ def test_conditioning_long_trains_conditionings_runs_on_and_its_curves_begin_as_
     """Lesson 04 reads conditioning_long as the same runs trained twice as long: same builders, data, training,
     modes, guidance and seeds, and a validation curve equal to conditioning's, value for value, up to 2,000 steps."""
     short, long = COMPARISONS["conditioning"], COMPARISONS["conditioning_long"]
-    assert set(long.variants) < set(short.variants)
-    assert all(long.variants[v] is short.variants[v] for v in long.variants)
-    same = ("data", "run", "probes", "modes", "cfg_scale", "train_sizes")
-    assert all(getattr(long, name) == getattr(short, name) for name in same) and long.run.lr_decay == "constant"
+    assert set(long.variants) < set(short.variants) and long.run.lr_decay == "constant"
     assert long.reference == replace(short.reference, steps=2 * short.reference.steps)
+    at_short_budget = replace(long, reference=short.reference)  # all but the steps: what a borrower must share
+    assert all(comparisons.lends(short, at_short_budget, v, "reference") for v in long.variants)
     shipped_short, shipped_long = load_result("conditioning"), load_result("conditioning_long")
     for variant in long.variants:
         assert shipped_short["variants"][variant]["seeds"] == shipped_long["variants"][variant]["seeds"]

@@ -4,7 +4,16 @@ import subprocess
 import pytest
 
 from course_utils import checkpoint, results
-from course_utils.results import check_result, difference, load_result, save_result, summarize, table, verdict
+from course_utils.results import (
+    check_result,
+    curve_difference,
+    difference,
+    load_result,
+    save_result,
+    summarize,
+    table,
+    verdict,
+)
 
 
 def fake_result(a_losses, b_losses, seeds=(0, 1, 2)):
@@ -24,6 +33,20 @@ def test_difference_and_verdict_read_the_paired_interval():
     assert verdict(fake_result([0.60, 0.72, 0.65], [0.62, 0.70, 0.65])) == "inconclusive"
     assert verdict(better, "adherence_single", "a", "b") == "inconclusive"  # equal adherence
     assert "a" in table(better) and "[" in table(better)
+
+
+def test_curve_difference_pairs_each_validation_step_by_seed_and_ends_at_the_final_difference():
+    result = fake_result([0.60, 0.70], [0.62, 0.75], seeds=(0, 1))
+    result["variants"]["a"]["metrics"]["curve"] = [[[10, 0.9], [20, 0.60]], [[10, 0.8], [20, 0.70]]]
+    result["variants"]["b"]["metrics"]["curve"] = [[[10, 1.0], [20, 0.62]], [[10, 0.9], [20, 0.75]]]
+    gaps = curve_difference(result)
+    assert list(gaps) == [10, 20] and abs(gaps[10].mean + 0.1) < 1e-12 and gaps[10].n == 2
+    assert gaps[20].mean == difference(result).mean and gaps[20].low == difference(result).low
+    b = result["variants"]["b"]  # the same runs, stored in another seed order: paired by seed, not by position
+    b["seeds"], b["metrics"]["val_loss"], b["metrics"]["curve"] = [1, 0], [0.75, 0.62], b["metrics"]["curve"][::-1]
+    assert curve_difference(result)[20].low == gaps[20].low and curve_difference(result)[10].low == gaps[10].low
+    with pytest.raises(ValueError, match="variant 'c' is not in this result"):
+        curve_difference(result, "c", "b")
 
 
 def test_summarize_gives_adherence_the_binomial_interval_over_all_prompts():
