@@ -92,6 +92,13 @@ def mixed_frequencies(head_dim: int, heads: int, theta: float = 10.0, directions
     return torch.stack([mag * torch.cos(a), mag * torch.sin(a)], dim=-1)
 
 
+def off_axis_degrees(freqs: torch.Tensor) -> torch.Tensor:
+    """freqs (..., 2) frequency vectors (f_row, f_col) -> (...) degrees (0 to 45) from the nearest image axis: 0 for
+    every pair of axial RoPE, 45 for a diagonal. The axes repeat every 90 degrees, so the angle is folded there."""
+    angle = torch.rad2deg(torch.atan2(freqs[..., 1], freqs[..., 0])) % 90
+    return torch.minimum(angle, 90 - angle)
+
+
 def mixed_angles(h: int, w: int, freqs: torch.Tensor) -> torch.Tensor:
     """freqs (..., pairs, 2) -> angles (..., h * w, pairs) = row * f_row + col * f_col."""
     return torch.einsum("nk,...pk->...np", grid_positions(h, w, freqs.device).to(freqs), freqs)

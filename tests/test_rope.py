@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,6 +18,7 @@ from course_utils.rope import (
     grid_positions,
     mixed_angles,
     mixed_frequencies,
+    off_axis_degrees,
     rope_angles_1d,
     rope_frequencies,
     with_unrotated,
@@ -113,6 +115,18 @@ def test_axial_score_map_is_separable_and_a_diagonal_mixed_one_is_not():
     diagonal = mixed_frequencies(16, 1, theta=100.0, directions=torch.tensor([math.pi / 4]))
     assert residual(score_map(axial_angles(h, w, 16))) < 1e-4
     assert residual(score_map(mixed_angles(h, w, diagonal)[0])) > 0.5
+
+
+def test_off_axis_degrees_folds_each_vector_onto_the_nearest_axis():
+    """Against an independent computation: the complex number f_row + i f_col's argument in float64, folded by hand."""
+    freqs = torch.randn(3, 5, 8, 2, generator=torch.Generator().manual_seed(0))
+    degrees = np.degrees(np.angle(freqs[..., 0].double().numpy() + 1j * freqs[..., 1].double().numpy()))
+    nearest = np.abs(degrees - 90 * np.round(degrees / 90))  # distance to the nearest multiple of 90
+    assert off_axis_degrees(freqs).shape == (3, 5, 8)
+    assert np.allclose(off_axis_degrees(freqs).numpy(), nearest, atol=1e-4)
+    heads = mixed_frequencies(16, 5, directions=torch.deg2rad(torch.tensor([0.0, 90.0, 200.0, 45.0, -30.0])))
+    expected = torch.tensor([0.0, 0.0, 20.0, 45.0, 30.0])[:, None].expand(5, 8)  # both halves of a head alike
+    assert torch.allclose(off_axis_degrees(heads), expected, atol=1e-4)
 
 
 def test_mixed_frequencies_are_per_layer_per_head_and_learnable():

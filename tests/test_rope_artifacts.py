@@ -16,6 +16,7 @@ from course_utils.data import render_shapes
 from course_utils.experiments import run_comparison
 from course_utils.metrics import power_spectrum, stripe_energy
 from course_utils.results import check_result, difference, verdict
+from course_utils.rope import mixed_frequencies
 from course_utils.train import LESSON_RUN
 
 # what the probe reads of a model when generate is faked: a latent-space denoiser (4 channels)
@@ -201,6 +202,24 @@ def test_the_probe_samples_64_px_and_scores_them_against_real_64_px_images(monke
     assert striped["stripe_energy"] == pytest.approx(1.0) and striped["stripe_ratio"] > 3
     assert striped["stripe_energy_real"] == out["stripe_energy_real"]
     assert striped["frechet_64"] > out["frechet_64"]
+    assert out["off_axis"] == out["off_axis_weighted"] == 0.0  # no learned directions: counted as on the axes
+
+
+def test_the_probe_reads_how_far_a_mixed_models_directions_point_from_the_axes(monkeypatch):
+    """Heads set at 0, 30, 45 and 60 degrees in every layer: 26.25 degrees off axis on average; with the 0-degree
+    head's vectors three times as long, the length-weighted mean is (3 * 0 + 30 + 45 + 30) / 6 = 17.5."""
+    model = COMPARISONS["rope_artifacts"].variants["rope_mixed"]()
+    heads = mixed_frequencies(32, 4, directions=torch.deg2rad(torch.tensor([0.0, 30.0, 45.0, 60.0])))  # (4, 16, 2)
+    with torch.no_grad():
+        model.rope.freqs.copy_(heads.expand_as(model.rope.freqs))
+        model.rope.freqs[:, 0] *= 3
+    images = render_shapes(8, seed=0, size=ARTIFACT_SIZE, mode="single").images.float() / 127.5 - 1
+    monkeypatch.setattr(metrics, "generate", _fake_generate(images, []))
+    from course_utils.checkpoint import load_model
+
+    out = PROBES["rope_artifacts"](model, {"vae": None, "judge": load_model("judge"), "n_eval": 8, "seed": 0})
+    assert out["off_axis"] == pytest.approx(26.25, abs=1e-4)
+    assert out["off_axis_weighted"] == pytest.approx(17.5, abs=1e-4)
 
 
 def test_a_tiny_run_samples_real_64_px_images_and_gives_a_valid_result(monkeypatch):

@@ -1,10 +1,12 @@
 import math
 import random
 
+import numpy as np
 import pytest
 
 from course_utils.stats import (
     Interval,
+    correlation,
     mean_interval,
     paired_difference,
     pooled_proportion,
@@ -96,3 +98,35 @@ def test_an_interval_prints_its_mean_bounds_and_sample_size_in_any_format():
     interval = wilson_interval(148, 500)
     assert f"{interval:.1%}" == "29.6% [25.8%, 33.7%] (95%, n=500)"
     assert str(mean_interval([1.0, 2.0, 3.0])) == "2 [-0.4841, 4.484] (95%, n=3)"
+
+
+def test_the_correlation_agrees_with_numpy_and_its_fisher_interval_with_a_hand_computation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12)
+    y = 0.6 * x + rng.normal(size=12)
+    got = correlation(list(x), list(y))
+    assert got.n == 12 and abs(got.mean - np.corrcoef(x, y)[0, 1]) < 1e-12
+    z, half = math.atanh(got.mean), 1.959964 / math.sqrt(9)  # Fisher: atanh r is normal with standard error 1/sqrt(n-3)
+    assert abs(got.low - math.tanh(z - half)) < 1e-6 and abs(got.high - math.tanh(z + half)) < 1e-6
+    assert correlation([1, 2, 3, 4], [4, 3, 2, 1]).mean == -1.0 and correlation([1, 2, 3, 4], [8, 6, 4, 2]).low < -0.99
+    assert correlation([1, 2, 3, 4, 5], [2, 4, 6, 8, 11]).high <= 1.0
+
+
+def test_the_fisher_interval_covers_a_known_correlation_about_95_percent_of_the_time():
+    rng, rho, covered = np.random.default_rng(1), 0.5, 0
+    for _ in range(2000):
+        x = rng.normal(size=10)
+        y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=10)  # correlation rho with x
+        interval = correlation(list(x), list(y))
+        covered += interval.low <= rho <= interval.high
+    assert 0.93 < covered / 2000 < 0.97
+
+
+BAD_CORRELATIONS = [([1, 2, 3], [1, 2, 3], "at least 4"), ([1, 2, 3, 4], [1, 2, 3], "same number"),
+                    ([1, 1, 1, 1], [1, 2, 3, 4], "constant"), ([1, 2, float("nan"), 4], [1, 2, 3, 4], "finite numbers")]
+
+
+@pytest.mark.parametrize("x, y, match", BAD_CORRELATIONS)
+def test_a_correlation_of_too_few_unequal_or_constant_values_is_refused(x, y, match):
+    with pytest.raises(ValueError, match=match):
+        correlation(x, y)
