@@ -273,7 +273,7 @@ COMPARISONS = {
         # 0.1 s on 2 free cores), 50 samples at 64 px 6.4 s. 4 runs x 500 steps and 200 samples each: about 4 to 5
         # minutes on 2 free cores; the reference, 10 runs x 2,500 steps and 500 samples each: 29 minutes as two
         # one-thread processes on 2 cores. Seeds 5-9 were added later, with the learned directions measured (every run
-        # again, since the probe grew): 5 seeds had left the key inconclusive, one mixed run the most striped of all
+        # again, since the probe grew; 106 minutes on a slower machine): 5 seeds had left the key inconclusive
         lesson=Scale(steps=500, seeds=(0, 1), n_eval=200),
         reference=Scale(steps=2500, seeds=tuple(range(10)), n_eval=500),
         modes=(),
